@@ -1,0 +1,58 @@
+"""Scaled dot-product attention: scores and softmax in fp32, products in the input dtype."""
+import math
+
+import mindspore as ms
+from mindspore import Tensor, ops
+
+from . import _backend
+from ._checks import check
+
+
+def _scores_softmax_v(q, k, v, mask, scale):
+    scores = ops.matmul(q, k.swapaxes(-1, -2)).astype(ms.float32) * scale
+    if mask is not None:
+        if mask.dtype == ms.bool_:
+            scores = ops.masked_fill(scores, ops.logical_not(mask), float("-inf"))
+        else:
+            scores = scores + mask.astype(ms.float32)
+    probs = ops.softmax(scores, axis=-1).astype(v.dtype)
+    return ops.matmul(probs, v)
+
+
+def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
+                          scale: float = None, chunk_size: int = None) -> Tensor:
+    """softmax(q k^T * scale + mask) v for q[..., n, d], k[..., m, d], v[..., m, e]; fp32 softmax.
+
+    mask is additive (float) or boolean (True = attend), broadcastable to [..., n, m].
+    chunk_size splits the query axis so at most [..., chunk_size, m] scores exist at once.
+    """
+    check(q.ndim >= 2 and q.ndim == k.ndim == v.ndim, "softmax_bmm_attention",
+          f"q, k, v must have the same rank >= 2, got {q.shape}, {k.shape}, {v.shape}")
+    check(q.shape[-1] == k.shape[-1], "softmax_bmm_attention",
+          f"q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
+    check(k.shape[-2] == v.shape[-2], "softmax_bmm_attention",
+          f"k and v lengths differ: {k.shape[-2]} vs {v.shape[-2]}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    n = q.shape[-2]
+    if chunk_size is None or chunk_size >= n:
+        return _scores_softmax_v(q, k, v, mask, scale)
+    outs = []
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        m = mask
+        if mask is not None and mask.shape[-2] != 1:
+            m = mask[..., start:stop, :]
+        outs.append(_scores_softmax_v(q[..., start:stop, :], k, v, m, scale))
+    return ops.cat(outs, axis=-2)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None, scale: float = None,
+              chunk_size: int = None) -> Tensor:
+    """Attention for q[b, h, n, d]: the backend's fused kernel where one exists, else softmax_bmm."""
+    if _backend.IS_ASCEND and mask is None and chunk_size is None and q.ndim == 4:
+        if scale is None:
+            scale = 1.0 / math.sqrt(q.shape[-1])
+        return ops.flash_attention_score(q, k, v, head_num=q.shape[1], input_layout="BNSD",
+                                         scalar_value=scale)
+    return softmax_bmm_attention(q, k, v, mask=mask, scale=scale, chunk_size=chunk_size)

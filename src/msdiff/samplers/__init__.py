@@ -1,0 +1,1 @@
+"""msdiff.samplers"""
