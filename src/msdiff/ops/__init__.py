@@ -4,10 +4,10 @@ from .attention import attention, softmax_bmm_attention
 from .conv import conv2d, linear
 from .embedding import timestep_embedding
 from .norm import global_response_norm, group_norm, layer_norm, rms_norm
-from .resample import interpolate, pad
+from .resample import embedding, interpolate, pad
 
 __all__ = [
-    "attention", "conv2d", "geglu", "gelu", "global_response_norm", "group_norm", "interpolate",
+    "attention", "conv2d", "embedding", "geglu", "gelu", "global_response_norm", "group_norm", "interpolate",
     "layer_norm", "linear", "pad", "quick_gelu", "rms_norm", "silu", "softmax_bmm_attention",
     "timestep_embedding",
 ]

@@ -26,7 +26,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor = None, stride=1, padding=0, 
           f"x has {x.shape[1]} channels, weight {weight.shape} with groups={groups} expects "
           f"{weight.shape[1] * groups}")
     ph, pw = _pair(padding)
-    y = ops.conv2d(x, weight, pad_mode="pad", padding=(ph, ph, pw, pw), stride=_pair(stride),
+    y = ops.conv2d(x, weight, pad_mode="pad", padding=(ph, pw), stride=_pair(stride),
                    dilation=_pair(dilation), groups=groups)
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)

@@ -25,3 +25,8 @@ def interpolate(x: Tensor, size=None, scale_factor=None, mode: str = "nearest",
     if mode == "nearest":
         return ops.interpolate(x, size=size, mode="nearest")
     return ops.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def embedding(ids: Tensor, table: Tensor) -> Tensor:
+    """Rows of table[num, dim] picked by integer ids[...] -> [..., dim]."""
+    return ops.gather(table, ids, 0)
