@@ -1,2 +1,19 @@
 """msdiff: kernel-first diffusion models on MindSpore."""
 __version__ = "0.1.0"
+
+_LAZY = {"load": "msdiff.io", "load_pipeline": "msdiff.io", "Components": "msdiff.io"}
+
+
+def __getattr__(name):
+    """Import `load`, `load_pipeline` and `Components` from msdiff.io on first use, keeping `import msdiff` light."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'msdiff' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

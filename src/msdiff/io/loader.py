@@ -1,0 +1,77 @@
+"""`msdiff.load`: a diffusers/transformers component folder -> an msdiff net with its weights."""
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import mindspore as ms
+from mindspore import nn
+
+from .paths import CheckpointNotFoundError, LoadError, resolve_folder
+from .registry import net_entry
+from .weights import find_weight_files, load_weights
+
+_DTYPES = {"float32": ms.float32, "fp32": ms.float32, "float16": ms.float16, "fp16": ms.float16,
+           "half": ms.float16, "bfloat16": ms.bfloat16, "bf16": ms.bfloat16}
+
+
+def parse_dtype(dtype) -> "ms.dtype":
+    """'float32' | 'float16' | 'bfloat16' (or a mindspore dtype) -> mindspore dtype, checked for the backend."""
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise ValueError(f"dtype must be one of float32, float16, bfloat16; got {dtype!r}")
+        dtype = _DTYPES[dtype.lower()]
+    if dtype not in (ms.float32, ms.float16, ms.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
+    if dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
+        raise ValueError("dtype bfloat16 is not available on CPU: MindSpore 2.10's CPU kernels store "
+                         "bf16 but do not compute in it (matmul, conv reject it); use float32 or float16")
+    return dtype
+
+
+def read_config(folder: "str | os.PathLike", name: str = "config.json") -> dict:
+    """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent)."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"no {name} in {folder}; a diffusers/transformers component folder "
+                                      f"holds {name} next to its *.safetensors weights")
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as e:
+        raise LoadError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise LoadError(f"{path} does not hold a JSON object")
+    return config
+
+
+def class_name_of(config: dict, path: "str | os.PathLike" = "config.json") -> str:
+    """The reference class a config describes: diffusers `_class_name`, else transformers `architectures[0]`."""
+    name = config.get("_class_name")
+    if name is None and config.get("architectures"):
+        name = config["architectures"][0]
+    if not isinstance(name, str):
+        raise LoadError(f"{path} names no model class (neither `_class_name` nor `architectures`)")
+    return name
+
+
+def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, *, dtype="float32",
+         variant: Optional[str] = None) -> nn.Cell:
+    """Build the msdiff net named by config.json and fill it, strictly, from the folder's safetensors."""
+    compute_dtype = parse_dtype(dtype)
+    folder = resolve_folder(path_or_repo_id, subfolder)
+    config_path = folder / "config.json"
+    config_dict = read_config(folder)
+    class_name = class_name_of(config_dict, config_path)
+    try:
+        entry = net_entry(class_name)
+    except ValueError as e:
+        raise LoadError(f"{config_path}: {e}") from e
+    find_weight_files(folder, variant)
+    try:
+        config = entry.config_from_diffusers(config_dict)
+    except ValueError as e:
+        raise LoadError(f"{config_path}: {e}") from e
+    net = entry.cls(config, dtype=compute_dtype)
+    load_weights(net, folder, entry.map_weights, variant=variant)
+    net.set_train(False)
+    return net

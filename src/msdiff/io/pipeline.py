@@ -1,0 +1,67 @@
+"""`msdiff.load_pipeline`: a diffusers pipeline folder (model_index.json) -> `Components`."""
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .loader import load, parse_dtype, read_config
+from .paths import LoadError, resolve_folder
+from .registry import NETS, TOKENIZERS, tokenizer_class
+
+_FIELDS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+_PREPROCESSORS = ("CLIPImageProcessor", "CLIPFeatureExtractor")
+
+
+@dataclass(frozen=True)
+class Components:
+    """The parts of a pipeline folder; absent (or `null`) components are None."""
+
+    unet: Any = None
+    vae: Any = None
+    text_encoder: Any = None
+    text_encoder_2: Any = None
+    tokenizer: Any = None
+    tokenizer_2: Any = None
+    scheduler: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    pipeline_class: Optional[str] = None
+    name_or_path: Optional[str] = None
+
+
+def _load_component(folder, name: str, library, class_name: str, dtype, variant):
+    sub = folder / name
+    if class_name in NETS:
+        return load(folder, name, dtype=dtype, variant=variant)
+    if class_name in TOKENIZERS:
+        return tokenizer_class(class_name).from_pretrained(resolve_folder(folder, name))
+    if class_name.endswith("Scheduler") and (sub / "scheduler_config.json").is_file():
+        return read_config(sub, "scheduler_config.json")
+    if class_name in _PREPROCESSORS and (sub / "preprocessor_config.json").is_file():
+        return read_config(sub, "preprocessor_config.json")
+    raise LoadError(f"{folder / 'model_index.json'}: component {name!r} has class {library}.{class_name}, "
+                    f"which msdiff does not load; supported nets: {', '.join(sorted(NETS))}; tokenizers: "
+                    f"{', '.join(sorted(TOKENIZERS))}; schedulers are returned as their config dict. "
+                    f"Pass skip=({name!r},) to leave it out.")
+
+
+def load_pipeline(path_or_repo_id: "str | os.PathLike", *, dtype="float32", variant: Optional[str] = None,
+                  skip: tuple = ("safety_checker",)) -> Components:
+    """Load every component listed in model_index.json (nets via `load`, tokenizers, scheduler config)."""
+    parse_dtype(dtype)
+    folder = resolve_folder(path_or_repo_id)
+    index = read_config(folder, "model_index.json")
+    parts, extra, options = {}, {}, {}
+    for name, value in index.items():
+        if name.startswith("_"):
+            continue
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            options[name] = value
+            continue
+        library, class_name = value
+        if class_name is None or name in skip:
+            loaded = None
+        else:
+            loaded = _load_component(folder, name, library, class_name, dtype, variant)
+        (parts if name in _FIELDS else extra)[name] = loaded
+    return Components(**parts, extra=extra, options=options, pipeline_class=index.get("_class_name"),
+                      name_or_path=str(path_or_repo_id))

@@ -1,0 +1,82 @@
+"""Class-name registry: diffusers/transformers class names -> msdiff nets and tokenizers.
+
+Targets are "module:Class" strings imported only when a checkpoint asks for them, so
+`import msdiff.io` never imports a net. A net module provides, at module level,
+`config_from_diffusers(d: dict) -> Config` and `map_weights(key: str) -> str | None`; the
+Cell is built as `Class(config, dtype=...)`. A class that shares its module with other nets
+but needs its own functions may define `config_from_diffusers` / `map_weights` as
+staticmethods, which then take precedence over the module-level ones.
+"""
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+NETS: dict = {
+    "UNet2DConditionModel": "msdiff.nets.unet_2d_condition:UNet2DConditionModel",
+    "AutoencoderKL": "msdiff.nets.autoencoder_kl:AutoencoderKL",
+    "CLIPTextModel": "msdiff.nets.clip_text:CLIPTextModel",
+    "CLIPTextModelWithProjection": "msdiff.nets.clip_text:CLIPTextModelWithProjection",
+    "UNet2DModel": "msdiff.nets.unet_2d:UNet2DModel",
+}
+
+TOKENIZERS: dict = {
+    "CLIPTokenizer": "msdiff.tokenizer:CLIPTokenizer",
+    "CLIPTokenizerFast": "msdiff.tokenizer:CLIPTokenizer",
+}
+
+
+@dataclass(frozen=True)
+class NetEntry:
+    """What `msdiff.load` needs to build one registered net."""
+
+    cls: type
+    config_from_diffusers: Callable[[dict], object]
+    map_weights: Callable[[str], "str | None"]
+
+
+def register_net(class_name: str, target: "str | type") -> None:
+    """Map a diffusers/transformers class name to an msdiff net: "module:Class" or the class itself."""
+    if isinstance(target, str) and ":" not in target:
+        raise ValueError(f"target must look like 'package.module:Class', got {target!r}")
+    NETS[class_name] = target
+
+
+def register_tokenizer(class_name: str, target: str) -> None:
+    """Map a tokenizer class name from model_index.json to an msdiff tokenizer "module:Class"."""
+    if ":" not in target:
+        raise ValueError(f"target must look like 'package.module:Class', got {target!r}")
+    TOKENIZERS[class_name] = target
+
+
+def _import(target: "str | type"):
+    if isinstance(target, type):
+        return sys.modules[target.__module__], target
+    module_name, attr = target.split(":")
+    module = importlib.import_module(module_name)
+    return module, getattr(module, attr)
+
+
+def net_entry(class_name: str) -> NetEntry:
+    """Import and return the msdiff net registered for `class_name` (ValueError if unknown)."""
+    if class_name not in NETS:
+        raise ValueError(f"msdiff has no net for class {class_name!r}; supported classes: "
+                         f"{', '.join(sorted(NETS))}")
+    module, cls = _import(NETS[class_name])
+    functions = {}
+    for name in ("config_from_diffusers", "map_weights"):
+        fn = inspect.getattr_static(cls, name, None)
+        fn = fn.__func__ if isinstance(fn, staticmethod) else getattr(module, name, None)
+        if not callable(fn):
+            raise TypeError(f"{NETS[class_name]!r}: neither the class nor its module defines {name}()")
+        functions[name] = fn
+    return NetEntry(cls, **functions)
+
+
+def tokenizer_class(class_name: str) -> type:
+    """Import and return the msdiff tokenizer registered for `class_name` (ValueError if unknown)."""
+    if class_name not in TOKENIZERS:
+        raise ValueError(f"msdiff has no tokenizer for class {class_name!r}; supported classes: "
+                         f"{', '.join(sorted(TOKENIZERS))}")
+    return _import(TOKENIZERS[class_name])[1]

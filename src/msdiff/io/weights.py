@@ -1,0 +1,187 @@
+"""Strict safetensors weight loading: find the files, check every key and shape, then assign.
+
+Tensors are read one at a time (`safetensors.safe_open`, numpy), cast to the dtype of the
+parameter they fill and handed to `Parameter.set_data` without a copy, so peak memory is the
+net plus one tensor, never a second copy of the whole model.
+"""
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+
+from .paths import CheckpointNotFoundError, LoadError
+
+WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+_SHOW = 5
+
+
+def add_variant(filename: str, variant: Optional[str]) -> str:
+    """'model.safetensors', 'fp16' -> 'model.fp16.safetensors' (variant before the last suffix)."""
+    if not variant:
+        return filename
+    stem, suffix = filename.rsplit(".", 1)
+    return f"{stem}.{variant}.{suffix}"
+
+
+def _refuse_pickles(folder: Path, pickles: list) -> LoadError:
+    names = ", ".join(p.name for p in pickles)
+    return LoadError(
+        f"{folder} holds only pickle checkpoints ({names}); msdiff loads safetensors only, because "
+        f"unpickling a file can run arbitrary code. Convert once, in an environment you trust: "
+        f"`Model.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)` with "
+        f"diffusers or transformers, or `safetensors.torch.save_file(torch.load(path, "
+        f"weights_only=True), 'diffusion_pytorch_model.safetensors')`.")
+
+
+def _shards(index: Path) -> list:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LoadError(f"cannot read the shard index {index}: {e!r}") from e
+    files = [index.parent / name for name in sorted(set(weight_map.values()))]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise CheckpointNotFoundError(f"{index} lists {len(absent)} shard(s) missing on disk: "
+                                      f"{', '.join(absent[:_SHOW])}")
+    return files
+
+
+def find_weight_files(folder: "str | os.PathLike", variant: Optional[str] = None) -> tuple:
+    """Folder -> (source, files): the single .safetensors file, or the shard index and its shards."""
+    folder = Path(folder)
+    for base in WEIGHT_NAMES:
+        single = folder / add_variant(f"{base}.safetensors", variant)
+        if single.is_file():
+            return single, [single]
+        indexes = [folder / add_variant(f"{base}.safetensors.index.json", variant)]
+        if variant:
+            indexes.append(folder / f"{base}.{variant}.safetensors.index.json")
+        for index in indexes:
+            if index.is_file():
+                return index, _shards(index)
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    safetensors = [n for n in present if n.endswith(".safetensors") or n.endswith(".index.json")]
+    if safetensors:
+        wanted = f"variant {variant!r}" if variant else "no variant"
+        raise CheckpointNotFoundError(
+            f"no weights for {wanted} in {folder} (expected {add_variant(WEIGHT_NAMES[0] + '.safetensors', variant)}"
+            f" or {add_variant(WEIGHT_NAMES[1] + '.safetensors', variant)}, or a shard index); "
+            f"present: {', '.join(safetensors)}")
+    pickles = [folder / n for n in present if n.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise _refuse_pickles(folder, pickles)
+    raise CheckpointNotFoundError(f"no *.safetensors weights in {folder}")
+
+
+def _open(path: Path):
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="np")
+    except Exception as e:
+        raise LoadError(f"cannot read safetensors file {path} (truncated or corrupt?): {e}. "
+                        f"Download or save it again.") from e
+
+
+def _header(path: Path) -> dict:
+    """key -> (shape, safetensors dtype string), without reading tensor data."""
+    with _open(path) as f:
+        return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+
+
+def _is_float(st_dtype: str) -> bool:
+    return st_dtype.startswith(("F", "BF"))
+
+
+def _listing(title: str, items: list) -> str:
+    more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return f"\n  {len(items)} {title}: " + "; ".join(items[:_SHOW]) + more
+
+
+def _plan(cell: nn.Cell, files: list, map_weights: Callable, source: Path) -> dict:
+    """Check keys, shapes and dtype kinds of all files against the cell; -> file -> [(key, param)]."""
+    params = dict(cell.parameters_and_names())
+    plan, seen = {}, {}
+    unexpected, shapes, kinds, duplicate = [], [], [], []
+    for path in files:
+        plan[path] = []
+        for key, (shape, st_dtype) in _header(path).items():
+            name = map_weights(key)
+            if name is None:
+                continue
+            where = f" [{path.name}]" if len(files) > 1 else ""
+            if name not in params:
+                unexpected.append(f"{key}{'' if name == key else f' (-> {name})'}{where}")
+            elif name in seen:
+                duplicate.append(f"{key} and {seen[name]} -> {name}")
+            else:
+                seen[name] = key
+                param = params[name]
+                if shape != tuple(param.shape):
+                    shapes.append(f"{key}{where}: checkpoint {shape} vs net {tuple(param.shape)}")
+                elif _is_float(st_dtype) != (param.dtype in (ms.float16, ms.float32, ms.float64, ms.bfloat16)):
+                    kinds.append(f"{key}: checkpoint {st_dtype} vs net {param.dtype}")
+                else:
+                    plan[path].append((key, param))
+    missing = [name for name in params if name not in seen]
+    if missing or unexpected or shapes or kinds or duplicate:
+        message = f"{source} does not match {type(cell).__name__} (strict load)"
+        for title, items in (("missing tensors (net parameters with no checkpoint key)", missing),
+                             ("unexpected tensors (checkpoint keys the net does not have)", unexpected),
+                             ("tensors with the wrong shape", shapes),
+                             ("tensors with the wrong dtype kind", kinds),
+                             ("checkpoint keys mapped to the same parameter", duplicate)):
+            if items:
+                message += _listing(title, items)
+        raise LoadError(message)
+    return plan
+
+
+def _to_tensor(array: np.ndarray, dtype) -> Tensor:
+    if dtype == ms.bfloat16:
+        if array.dtype.name == "bfloat16":
+            return Tensor(array)
+        return Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).astype(ms.bfloat16)
+    target = ms.dtype_to_nptype(dtype)
+    return Tensor.from_numpy(np.ascontiguousarray(array, dtype=target))
+
+
+def load_weights(cell: nn.Cell, folder_or_files: "str | os.PathLike | Iterable", map_weights: Callable = None,
+                 *, variant: Optional[str] = None) -> nn.Cell:
+    """Fill every parameter of `cell` from safetensors, strictly; each tensor cast to its parameter's dtype.
+
+    `folder_or_files` is a folder (weights found as diffusers/transformers name them, honouring
+    `variant`), one .safetensors file, or a list of them. `map_weights(key)` maps a checkpoint key to
+    a parameter name of `cell` (default: identity); returning None drops a key that is not a weight.
+    """
+    map_weights = map_weights or (lambda key: key)
+    if isinstance(folder_or_files, (str, os.PathLike)) and Path(folder_or_files).is_dir():
+        source, files = find_weight_files(folder_or_files, variant)
+    else:
+        files = [Path(folder_or_files)] if isinstance(folder_or_files, (str, os.PathLike)) \
+            else [Path(f) for f in folder_or_files]
+        absent = [str(f) for f in files if not f.is_file()]
+        if absent:
+            raise CheckpointNotFoundError(f"weight file(s) not found: {', '.join(absent)}")
+        bad = [str(f) for f in files if f.suffix != ".safetensors"]
+        if bad:
+            pickles = [f for f in files if f.name.endswith(PICKLE_SUFFIXES)]
+            if pickles:
+                raise _refuse_pickles(pickles[0].parent, pickles)
+            raise LoadError(f"not .safetensors files: {', '.join(bad)}")
+        source = files[0] if len(files) == 1 else files[0].parent
+    plan = _plan(cell, files, map_weights, source)
+    for path, entries in plan.items():
+        with _open(path) as f:
+            for key, param in entries:
+                try:
+                    array = f.get_tensor(key)
+                except Exception as e:
+                    raise LoadError(f"cannot read tensor {key!r} from {path} (truncated or corrupt?): {e}") from e
+                param.set_data(_to_tensor(array, param.dtype))
+    return cell
