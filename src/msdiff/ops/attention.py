@@ -1,4 +1,8 @@
-"""Scaled dot-product attention: scores and softmax in fp32, products in the input dtype."""
+"""Scaled dot-product attention with an fp32 softmax.
+
+On CPU all of it runs in fp32 (CPU fp32 matmul is faster than fp16 and exact enough); on
+Ascend/GPU the two products run in the input dtype and only scores/softmax are fp32.
+"""
 import math
 
 import mindspore as ms
@@ -9,21 +13,22 @@ from ._checks import check
 
 
 def _scores_softmax_v(q, k, v, mask, scale):
-    scores = ops.matmul(q, k.swapaxes(-1, -2)).astype(ms.float32) * scale
+    scores = ops.matmul(q, k.swapaxes(-1, -2))
+    scores = (scores if scores.dtype == ms.float32 else scores.astype(ms.float32)) * scale
     if mask is not None:
         if mask.dtype == ms.bool_:
             scores = ops.masked_fill(scores, ops.logical_not(mask), float("-inf"))
         else:
             scores = scores + mask.astype(ms.float32)
-    probs = ops.softmax(scores, axis=-1).astype(v.dtype)
-    return ops.matmul(probs, v)
+    probs = ops.softmax(scores, axis=-1)
+    return ops.matmul(probs if v.dtype == ms.float32 else probs.astype(v.dtype), v)
 
 
 def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
                           scale: float = None, chunk_size: int = None) -> Tensor:
-    """softmax(q k^T * scale + mask) v for q[..., n, d], k[..., m, d], v[..., m, e]; fp32 softmax.
+    """fp32 softmax (all fp32 on CPU), output in q.dtype: softmax(q k^T * scale + mask) v for q[..., n, d].
 
-    mask is additive (float) or boolean (True = attend), broadcastable to [..., n, m].
+    k is [..., m, d], v is [..., m, e]; mask is additive (float) or boolean (True = attend), broadcastable to [..., n, m].
     chunk_size splits the query axis so at most [..., chunk_size, m] scores exist at once.
     """
     check(q.ndim >= 2 and q.ndim == k.ndim == v.ndim, "softmax_bmm_attention",
@@ -32,24 +37,32 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
           f"q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
     check(k.shape[-2] == v.shape[-2], "softmax_bmm_attention",
           f"k and v lengths differ: {k.shape[-2]} vs {v.shape[-2]}")
+    check(q.dtype == k.dtype == v.dtype, "softmax_bmm_attention",
+          f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    check(chunk_size is None or chunk_size > 0, "softmax_bmm_attention", f"chunk_size must be > 0, got {chunk_size}")
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    dtype = q.dtype
+    if _backend.IS_CPU and dtype != ms.float32:
+        q, k, v = q.astype(ms.float32), k.astype(ms.float32), v.astype(ms.float32)
     n = q.shape[-2]
     if chunk_size is None or chunk_size >= n:
-        return _scores_softmax_v(q, k, v, mask, scale)
+        out = _scores_softmax_v(q, k, v, mask, scale)
+        return out if out.dtype == dtype else out.astype(dtype)
     outs = []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         m = mask
-        if mask is not None and mask.shape[-2] != 1:
+        if mask is not None and mask.ndim >= 2 and mask.shape[-2] != 1:
             m = mask[..., start:stop, :]
         outs.append(_scores_softmax_v(q[..., start:stop, :], k, v, m, scale))
-    return ops.cat(outs, axis=-2)
+    out = ops.cat(outs, axis=-2)
+    return out if out.dtype == dtype else out.astype(dtype)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None, scale: float = None,
               chunk_size: int = None) -> Tensor:
-    """Attention for q[b, h, n, d]: the backend's fused kernel where one exists, else softmax_bmm."""
+    """fp32 softmax, output in q.dtype: the backend's fused kernel for q[b, h, n, d] where one exists, else softmax_bmm."""
     if _backend.IS_ASCEND and mask is None and chunk_size is None and q.ndim == 4:
         if scale is None:
             scale = 1.0 / math.sqrt(q.shape[-1])

@@ -1,33 +1,141 @@
-"""Convolutions and linear maps, computed in the input dtype (fp16 accumulates in fp32 on CPU)."""
-from mindspore import Tensor, ops
+"""Convolutions and linear maps (torch semantics and weight layouts).
 
+On CPU every convolution runs as im2col + matmul in fp32 (see `_matmul_conv`); elsewhere the
+backend's native kernel runs in the input dtype (fp16 accumulating in fp32 on Ascend/GPU).
+"""
+import mindspore as ms
+from jaxtyping import Float
+from mindspore import Tensor, mint, ops
+
+from . import _backend
 from ._checks import check
+from ._matmul_conv import conv2d_matmul, conv_transpose2d_matmul, out_size
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _tuple(v, n: int, op: str, name: str) -> tuple:
+    if isinstance(v, int):
+        return (v,) * n
+    check(len(v) == n, op, f"{name} must be an int or {n} ints, got {v!r}")
+    return tuple(int(i) for i in v)
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor = None) -> Tensor:
-    """x @ weight^T + bias for x[..., in], weight[out, in]."""
-    check(x.shape[-1] == weight.shape[1], "linear",
-          f"x has {x.shape[-1]} features, weight expects {weight.shape[1]} (weight shape {weight.shape})")
+def _to(t: Tensor, dtype) -> Tensor:
+    return t if t.dtype == dtype else t.astype(dtype)
+
+
+def _fp32(t: Tensor) -> Tensor:
+    return _to(t, ms.float32)
+
+
+def _add_bias(y: Tensor, bias: Tensor, ndim: int) -> Tensor:
+    if bias is None:
+        return y
+    return y + bias.astype(y.dtype).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def linear(x: Float[Tensor, "... i"], weight: Float[Tensor, "o i"],
+           bias: Float[Tensor, "o"] = None) -> Float[Tensor, "... o"]:
+    """Input-dtype x @ weight^T + bias for x[..., in], weight[out, in] (fp16 accumulates in fp32)."""
+    check(weight.ndim == 2 and x.shape[-1] == weight.shape[1], "linear",
+          f"x has {x.shape[-1]} features, weight must be [out, {x.shape[-1]}], got {weight.shape}")
     y = ops.matmul(x, weight.swapaxes(0, 1))
     if bias is not None:
         y = y + bias
     return y
 
 
-def conv2d(x: Tensor, weight: Tensor, bias: Tensor = None, stride=1, padding=0, dilation=1,
-           groups: int = 1) -> Tensor:
-    """2-D cross-correlation of x[b, c, h, w] with weight[o, c/groups, kh, kw] (torch semantics)."""
-    check(x.ndim == 4, "conv2d", f"x must be [b, c, h, w], got shape {x.shape}")
-    check(x.shape[1] == weight.shape[1] * groups, "conv2d",
-          f"x has {x.shape[1]} channels, weight {weight.shape} with groups={groups} expects "
-          f"{weight.shape[1] * groups}")
-    ph, pw = _pair(padding)
-    y = ops.conv2d(x, weight, pad_mode="pad", padding=(ph, pw), stride=_pair(stride),
-                   dilation=_pair(dilation), groups=groups)
-    if bias is not None:
-        y = y + bias.reshape(1, -1, 1, 1)
-    return y
+def _check_conv(op: str, x: Tensor, weight: Tensor, groups: int, nd: int, layout: str) -> None:
+    check(x.ndim == nd + 2, op, f"x must be [{layout}] (rank {nd + 2}), got shape {x.shape}")
+    check(weight.ndim == nd + 2, op, f"weight must have rank {nd + 2}, got shape {weight.shape}")
+    check(groups >= 1 and x.shape[1] % groups == 0, op,
+          f"x channels {x.shape[1]} not divisible by groups {groups}")
+
+
+def _conv2d_padding(padding, weight: Tensor, dilation: tuple, stride: tuple) -> tuple:
+    """torch padding (int, pair, 'valid', 'same') -> (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        check(padding in ("valid", "same"), "conv2d", f"padding must be 'valid', 'same' or ints, got {padding!r}")
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        check(stride == (1, 1), "conv2d", "padding='same' needs stride 1")
+        th, tw = dilation[0] * (weight.shape[2] - 1), dilation[1] * (weight.shape[3] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = _tuple(padding, 2, "conv2d", "padding")
+    return (ph, ph, pw, pw)
+
+
+def conv2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o cg kh kw"], bias: Float[Tensor, "o"] = None,
+           stride=1, padding=0, dilation=1, groups: int = 1) -> Float[Tensor, "b o oh ow"]:
+    """fp32 compute on CPU (im2col matmul), native input-dtype kernel elsewhere; torch conv2d semantics."""
+    _check_conv("conv2d", x, weight, groups, 2, "b, c, h, w")
+    check(x.shape[1] == weight.shape[1] * groups and weight.shape[0] % groups == 0, "conv2d",
+          f"x has {x.shape[1]} channels; weight must be [o, {x.shape[1] // groups}, kh, kw] with o divisible by "
+          f"groups={groups}, got {weight.shape}")
+    stride = _tuple(stride, 2, "conv2d", "stride")
+    dilation = _tuple(dilation, 2, "conv2d", "dilation")
+    pads = _conv2d_padding(padding, weight, dilation, stride)
+    check(out_size(x.shape[2], weight.shape[2], stride[0], pads[0], pads[1], dilation[0]) > 0
+          and out_size(x.shape[3], weight.shape[3], stride[1], pads[2], pads[3], dilation[1]) > 0, "conv2d",
+          f"kernel {weight.shape[2:]} (dilation {dilation}) larger than padded input {x.shape[2:]}")
+    if _backend.IS_CPU:
+        y = conv2d_matmul(_fp32(x), _fp32(weight), stride, pads, dilation, groups)
+        return _to(_add_bias(y, None if bias is None else _fp32(bias), 4), x.dtype)
+    if pads[0] != pads[1] or pads[2] != pads[3]:
+        x = ops.pad(x, (pads[2], pads[3], pads[0], pads[1]))
+        pads = (0, 0, 0, 0)
+    y = ops.conv2d(x, weight, pad_mode="pad", padding=(pads[0], pads[2]), stride=stride, dilation=dilation,
+                   groups=groups)
+    return _add_bias(y, bias, 4)
+
+
+def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"], bias: Float[Tensor, "o"] = None,
+           stride=1, padding=0, dilation=1, groups: int = 1) -> Float[Tensor, "b o ot oh ow"]:
+    """fp32 compute on CPU (sum over kt of frame-batched conv2d), native kernel elsewhere; torch conv3d semantics."""
+    _check_conv("conv3d", x, weight, groups, 3, "b, c, t, h, w")
+    check(x.shape[1] == weight.shape[1] * groups and weight.shape[0] % groups == 0, "conv3d",
+          f"x has {x.shape[1]} channels; weight must be [o, {x.shape[1] // groups}, kt, kh, kw] with o divisible "
+          f"by groups={groups}, got {weight.shape}")
+    st, sh, sw = _tuple(stride, 3, "conv3d", "stride")
+    pt, ph, pw = _tuple(padding, 3, "conv3d", "padding")
+    dt, dh, dw = _tuple(dilation, 3, "conv3d", "dilation")
+    b, c, t, h, w = x.shape
+    o, kt = weight.shape[0], weight.shape[2]
+    ot = out_size(t, kt, st, pt, pt, dt)
+    check(ot > 0, "conv3d", f"temporal kernel {kt} (dilation {dt}) longer than padded input length {t}")
+    if not _backend.IS_CPU:
+        y = ops.conv3d(x, weight, pad_mode="pad", padding=(pt, ph, pw), stride=(st, sh, sw),
+                       dilation=(dt, dh, dw), groups=groups)
+        return _add_bias(y, bias, 5)
+    xf, wf = _fp32(x), _fp32(weight)
+    if pt:
+        xf = ops.pad(xf, (0, 0, 0, 0, pt, pt))
+    y = None
+    for i in range(kt):
+        frames = xf[:, :, i * dt:i * dt + (ot - 1) * st + 1:st]
+        frames = frames.swapaxes(1, 2).reshape(b * ot, c, h, w)
+        yi = conv2d_matmul(frames, wf[:, :, i], (sh, sw), (ph, ph, pw, pw), (dh, dw), groups)
+        y = yi if y is None else y + yi
+    y = y.reshape((b, ot, o) + y.shape[2:]).swapaxes(1, 2)
+    return _to(_add_bias(y, None if bias is None else _fp32(bias), 5), x.dtype)
+
+
+def conv_transpose2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "c og kh kw"], bias: Float[Tensor, "o"] = None,
+                     stride=1, padding=0, output_padding=0, groups: int = 1,
+                     dilation=1) -> Float[Tensor, "b o oh ow"]:
+    """fp32 matmul + col2im off Ascend, native kernel on Ascend; torch conv_transpose2d (weight [in, out/g, kh, kw])."""
+    _check_conv("conv_transpose2d", x, weight, groups, 2, "b, c, h, w")
+    check(weight.shape[0] == x.shape[1], "conv_transpose2d",
+          f"x has {x.shape[1]} channels; weight must be [{x.shape[1]}, out/groups, kh, kw], got {weight.shape}")
+    stride = _tuple(stride, 2, "conv_transpose2d", "stride")
+    padding = _tuple(padding, 2, "conv_transpose2d", "padding")
+    output_padding = _tuple(output_padding, 2, "conv_transpose2d", "output_padding")
+    dilation = _tuple(dilation, 2, "conv_transpose2d", "dilation")
+    op_ok = (output_padding[0] < stride[0] or output_padding[0] < dilation[0]) and (
+        output_padding[1] < stride[1] or output_padding[1] < dilation[1])
+    check(op_ok, "conv_transpose2d",
+          f"output_padding {output_padding} must be smaller than stride {stride} or dilation {dilation}")
+    if _backend.IS_ASCEND:
+        y = mint.nn.functional.conv_transpose2d(x, weight, None, stride, padding, output_padding, groups, dilation)
+        return _add_bias(y, bias, 4)
+    y = conv_transpose2d_matmul(_fp32(x), _fp32(weight), stride, padding, output_padding, dilation, groups)
+    return _to(_add_bias(y, None if bias is None else _fp32(bias), 4), x.dtype)

@@ -1,4 +1,10 @@
-"""Padding and interpolation (torch semantics)."""
+"""Padding and interpolation (torch semantics). Interpolation indices and weights are computed
+in float64 numpy from static shapes, so every backend gathers the same pixels."""
+import math
+
+import mindspore as ms
+import numpy as np
+from jaxtyping import Float
 from mindspore import Tensor, ops
 
 from ._checks import check
@@ -12,19 +18,63 @@ def pad(x: Tensor, padding, mode: str = "constant", value: float = 0.0) -> Tenso
     return ops.pad(x, tuple(padding), mode=mode)
 
 
-def interpolate(x: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-                align_corners: bool = False) -> Tensor:
-    """Resize x[b, c, h, w] by 'nearest' (torch's floor rule) or 'bilinear'."""
+def _source_index(out_len: int, in_len: int, scale, align_corners: bool) -> np.ndarray:
+    """torch's float source coordinate of each output pixel (area_pixel_compute_source_index)."""
+    dst = np.arange(out_len, dtype=np.float64)
+    if align_corners:
+        return dst * ((in_len - 1) / (out_len - 1) if out_len > 1 else 0.0)
+    step = 1.0 / scale if scale is not None else in_len / out_len
+    return np.maximum((dst + 0.5) * step - 0.5, 0.0)
+
+
+def _nearest_axis(x: Tensor, axis: int, out_len: int, scale) -> Tensor:
+    n = x.shape[axis]
+    if scale is None and out_len % n == 0 or scale is not None and float(scale) == out_len // n == out_len / n:
+        f = out_len // n
+        if f == 1:
+            return x
+        shape = x.shape
+        x = x.expand_dims(axis + 1)
+        tile = [1] * x.ndim
+        tile[axis + 1] = f
+        x = ops.tile(x, tuple(tile))
+        return x.reshape(shape[:axis] + (out_len,) + shape[axis + 1:])
+    step = 1.0 / scale if scale is not None else n / out_len
+    idx = np.minimum(np.floor(np.arange(out_len, dtype=np.float64) * step), n - 1).astype(np.int32)
+    return ops.gather(x, Tensor(idx), axis)
+
+
+def _bilinear_axis(x: Tensor, axis: int, out_len: int, scale, align_corners: bool) -> Tensor:
+    n = x.shape[axis]
+    src = _source_index(out_len, n, scale, align_corners)
+    i0 = np.minimum(np.floor(src), n - 1).astype(np.int32)
+    i1 = np.minimum(i0 + 1, n - 1).astype(np.int32)
+    lam = (src - i0).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+    a, b = ops.gather(x, Tensor(i0), axis), ops.gather(x, Tensor(i1), axis)
+    lam = Tensor(lam)
+    return a * (1.0 - lam) + b * lam
+
+
+def interpolate(x: Float[Tensor, "b c h w"], size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: bool = False) -> Float[Tensor, "b c oh ow"]:
+    """Resize x[b, c, h, w] like torch F.interpolate: 'nearest' (exact, floor rule) or 'bilinear' (fp32 compute).
+
+    As in torch, a given scale_factor (not the rounded size) sets the source-coordinate step.
+    """
     check(x.ndim == 4, "interpolate", f"x must be [b, c, h, w], got shape {x.shape}")
     check(mode in ("nearest", "bilinear"), "interpolate", f"unsupported mode {mode!r}")
     check((size is None) != (scale_factor is None), "interpolate", "give exactly one of size, scale_factor")
+    scales = (None, None)
     if size is None:
-        sh, sw = (scale_factor, scale_factor) if not isinstance(scale_factor, (tuple, list)) else scale_factor
-        size = (int(x.shape[2] * sh), int(x.shape[3] * sw))
-    size = tuple(int(s) for s in size)
+        scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
+        size = (int(math.floor(x.shape[2] * scales[0])), int(math.floor(x.shape[3] * scales[1])))
+    size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    check(size[0] > 0 and size[1] > 0, "interpolate", f"output size must be positive, got {size}")
     if mode == "nearest":
-        return ops.interpolate(x, size=size, mode="nearest")
-    return ops.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+        return _nearest_axis(_nearest_axis(x, 2, size[0], scales[0]), 3, size[1], scales[1])
+    xf = x.astype(ms.float32)
+    y = _bilinear_axis(_bilinear_axis(xf, 2, size[0], scales[0], align_corners), 3, size[1], scales[1], align_corners)
+    return y.astype(x.dtype)
 
 
 def embedding(ids: Tensor, table: Tensor) -> Tensor:
