@@ -18,6 +18,8 @@ from .paths import CheckpointNotFoundError, LoadError
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 _SHOW = 5
+_NUMPY = {ms.float32: np.float32, ms.float16: np.float16, ms.float64: np.float64, ms.int64: np.int64,
+          ms.int32: np.int32, ms.int16: np.int16, ms.int8: np.int8, ms.uint8: np.uint8, ms.bool_: np.bool_}
 
 
 def add_variant(filename: str, variant: Optional[str]) -> str:
@@ -147,7 +149,7 @@ def _to_tensor(array: np.ndarray, dtype) -> Tensor:
         if array.dtype.name == "bfloat16":
             return Tensor(array)
         return Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).astype(ms.bfloat16)
-    target = ms.dtype_to_nptype(dtype)
+    target = _NUMPY[dtype]
     return Tensor.from_numpy(np.ascontiguousarray(array, dtype=target))
 
 
