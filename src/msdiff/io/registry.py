@@ -5,7 +5,11 @@ Targets are "module:Class" strings imported only when a checkpoint asks for them
 `config_from_diffusers(d: dict) -> Config` and `map_weights(key: str) -> str | None`; the
 Cell is built as `Class(config, dtype=...)`. A class that shares its module with other nets
 but needs its own functions may define `config_from_diffusers` / `map_weights` as
-staticmethods, which then take precedence over the module-level ones.
+staticmethods, which then take precedence over the module-level ones. `map_weights` may
+return None for a checkpoint key that is not a weight (e.g. a saved position-id buffer).
+
+`register_net` / `register_tokenizer` extend the tables, with a "module:Class" string or the
+class itself (then its functions come from the class or from the module defining it).
 """
 import importlib
 import inspect
@@ -43,9 +47,9 @@ def register_net(class_name: str, target: "str | type") -> None:
     NETS[class_name] = target
 
 
-def register_tokenizer(class_name: str, target: str) -> None:
-    """Map a tokenizer class name from model_index.json to an msdiff tokenizer "module:Class"."""
-    if ":" not in target:
+def register_tokenizer(class_name: str, target: "str | type") -> None:
+    """Map a tokenizer class name from model_index.json to an msdiff tokenizer: "module:Class" or the class."""
+    if isinstance(target, str) and ":" not in target:
         raise ValueError(f"target must look like 'package.module:Class', got {target!r}")
     TOKENIZERS[class_name] = target
 
