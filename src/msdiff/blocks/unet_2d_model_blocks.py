@@ -1,0 +1,113 @@
+"""Blocks of diffusers' UNet2DModel that SD's UNet does not use: attention down/up blocks, Fourier time features.
+
+AttnDownBlock2D / AttnUpBlock2D follow the call conventions of `unet_2d_blocks` (down: (x, temb) ->
+(x, skips); up: (x, skips, temb) -> x) so UNet2DModel drives every block type in one loop.
+"""
+import math
+
+import mindspore as ms
+from jaxtyping import Float
+from mindspore import Parameter, Tensor, nn
+from mindspore import ops as mops
+from mindspore.common.initializer import Normal, initializer
+
+from .. import ops
+from .attention import Attention
+from .unet_2d_blocks import DownBlock2D, UpBlock2D
+from .vae_blocks import UNetMidBlock2D as _VaeMidBlock2D
+
+
+class SpatialSelfAttention(Attention):
+    """Group-normed residual self-attention on feature maps (the deprecated attention block of UNet2DModel).
+
+    Its own construct keeps Attention's token/feature-map branch out of mindspore.jit, which rejects it.
+    """
+
+    def construct(self, x: Float[Tensor, "b c h w"], context: Tensor = None) -> Float[Tensor, "b c h w"]:
+        b, c, h, w = x.shape
+        tokens = self.group_norm(x.reshape(b, c, h * w)).swapaxes(1, 2)
+        q = self._split_heads(self.to_q(tokens))
+        k = self._split_heads(self.to_k(tokens))
+        v = self._split_heads(self.to_v(tokens))
+        out = ops.attention(q, k, v, scale=self.scale)
+        out = self.to_out[0](out.swapaxes(1, 2).reshape(b, h * w, c))
+        out = out.swapaxes(1, 2).reshape(b, c, h, w) + x
+        if self.rescale_output_factor != 1.0:
+            out = out / self.rescale_output_factor
+        return out
+
+
+def _spatial_attentions(num_layers: int, channels: int, head_dim: int, groups: int, eps: float, dtype,
+                        output_scale_factor: float = 1.0) -> nn.CellList:
+    """The group-normed residual self-attentions of the deprecated attention block (bias on q, k, v, out)."""
+    if head_dim is None:
+        head_dim = channels
+    return nn.CellList([
+        SpatialSelfAttention(channels, heads=channels // head_dim, dim_head=head_dim, bias=True, norm_num_groups=groups,
+                  eps=eps, residual_connection=True, rescale_output_factor=output_scale_factor, dtype=dtype)
+        for _ in range(num_layers)])
+
+
+class AttnDownBlock2D(DownBlock2D):
+    """DownBlock2D with a spatial self-attention after each resnet (diffusers' AttnDownBlock2D, conv downsampler)."""
+
+    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, num_layers: int = 1,
+                 resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default", resnet_groups: int = 32,
+                 attention_head_dim: int = 1, add_downsample: bool = True, downsample_padding: int = 1,
+                 dtype=ms.float32):
+        super().__init__(in_channels, out_channels, temb_channels, num_layers, resnet_eps, resnet_time_scale_shift,
+                         resnet_groups, add_downsample, downsample_padding, dtype)
+        self.attentions = _spatial_attentions(num_layers, out_channels, attention_head_dim, resnet_groups,
+                                              resnet_eps, dtype)
+
+    def _attend(self, i: int, x: Tensor, context: Tensor) -> Tensor:
+        return self.attentions[i](x)
+
+
+class AttnUpBlock2D(UpBlock2D):
+    """UpBlock2D with a spatial self-attention after each resnet (diffusers' AttnUpBlock2D, conv upsampler)."""
+
+    def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, temb_channels: int,
+                 num_layers: int = 1, resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default",
+                 resnet_groups: int = 32, attention_head_dim: int = 1, add_upsample: bool = True,
+                 dtype=ms.float32):
+        super().__init__(in_channels, prev_output_channel, out_channels, temb_channels, num_layers, resnet_eps,
+                         resnet_time_scale_shift, resnet_groups, add_upsample, dtype)
+        self.attentions = _spatial_attentions(num_layers, out_channels, attention_head_dim, resnet_groups,
+                                              resnet_eps, dtype)
+
+    def _attend(self, i: int, x: Tensor, context: Tensor) -> Tensor:
+        return self.attentions[i](x)
+
+
+class GaussianFourierProjection(nn.Cell):
+    """Random Fourier features of log(sigma) (Song et al. 2021, NCSN++), in fp32; `weight` is frozen."""
+
+    def __init__(self, embedding_size: int = 256, scale: float = 1.0, log: bool = True,
+                 flip_sin_to_cos: bool = False):
+        super().__init__()
+        self.log = log
+        self.flip_sin_to_cos = flip_sin_to_cos
+        self.weight = Parameter(initializer(Normal(scale), (embedding_size,), ms.float32), name="weight",
+                                requires_grad=False)
+
+    def construct(self, x: Float[Tensor, "b"]) -> Float[Tensor, "b c2"]:
+        x = x.astype(ms.float32)
+        if self.log:
+            x = mops.log(x)
+        proj = x.reshape(-1, 1) * self.weight.astype(ms.float32).reshape(1, -1) * 2 * math.pi
+        sin, cos = mops.sin(proj), mops.cos(proj)
+        return mops.cat((cos, sin), axis=-1) if self.flip_sin_to_cos else mops.cat((sin, cos), axis=-1)
+
+
+class UNetMidBlock2D(_VaeMidBlock2D):
+    """The VAE/UNet2DModel mid block (resnet, then attention + resnet) with SpatialSelfAttention, jit-friendly."""
+
+    def __init__(self, in_channels: int, temb_channels: int = None, num_layers: int = 1, resnet_eps: float = 1e-6,
+                 resnet_groups: int = 32, add_attention: bool = True, attention_head_dim: int = None,
+                 output_scale_factor: float = 1.0, dtype=ms.float32):
+        super().__init__(in_channels, temb_channels, num_layers, resnet_eps, resnet_groups, add_attention,
+                         attention_head_dim, output_scale_factor, dtype)
+        if add_attention:
+            self.attentions = _spatial_attentions(num_layers, in_channels, attention_head_dim or in_channels,
+                                                  resnet_groups, resnet_eps, dtype, output_scale_factor)

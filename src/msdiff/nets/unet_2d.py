@@ -1,0 +1,197 @@
+"""UNet2DModel: diffusers' pixel-space (optionally class-conditional) noise-prediction UNet (DDPM, NCSN++ style).
+
+The parameter tree has diffusers' names, so `map_weights` is the identity.
+"""
+from dataclasses import dataclass, fields
+from typing import Optional, Tuple, Union
+
+import mindspore as ms
+from jaxtyping import Float, Int
+from mindspore import Tensor, nn
+from mindspore import ops as mops
+
+from .. import ops
+from ..blocks.embeddings import TimestepEmbedding, Timesteps
+from ..blocks.layers import Conv2d, Embedding, GroupNorm
+from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
+from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection, UNetMidBlock2D
+
+
+@dataclass(frozen=True)
+class UNet2DConfig:
+    """The architecture-defining fields of diffusers' UNet2DModel config (diffusers' defaults)."""
+
+    sample_size: Optional[Union[int, Tuple[int, int]]] = None
+    in_channels: int = 3
+    out_channels: int = 3
+    center_input_sample: bool = False
+    time_embedding_type: str = "positional"
+    time_embedding_dim: Optional[int] = None
+    freq_shift: float = 0
+    flip_sin_to_cos: bool = True
+    down_block_types: Tuple[str, ...] = ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D")
+    mid_block_type: Optional[str] = "UNetMidBlock2D"
+    up_block_types: Tuple[str, ...] = ("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")
+    block_out_channels: Tuple[int, ...] = (224, 448, 672, 896)
+    layers_per_block: int = 2
+    mid_block_scale_factor: float = 1.0
+    downsample_padding: int = 1
+    attention_head_dim: Optional[int] = 8
+    norm_num_groups: int = 32
+    norm_eps: float = 1e-5
+    add_attention: bool = True
+    num_class_embeds: Optional[int] = None
+
+
+# key -> the values msdiff implements; any other value changes the architecture and is refused.
+_FIXED = {
+    "act_fn": ("silu", "swish"), "class_embed_type": (None,), "attn_norm_num_groups": (None,),
+    "downsample_type": ("conv",), "upsample_type": ("conv",), "resnet_time_scale_shift": ("default",),
+    "time_embedding_type": ("positional", "fourier"), "mid_block_type": ("UNetMidBlock2D", None),
+}
+# keys without effect on inference for the configurations accepted above.
+_IGNORED = {"dropout", "num_train_timesteps"}
+_DOWN = {"DownBlock2D": DownBlock2D, "AttnDownBlock2D": AttnDownBlock2D}
+_UP = {"UpBlock2D": UpBlock2D, "AttnUpBlock2D": AttnUpBlock2D}
+
+
+def _tuplify(v):
+    return tuple(_tuplify(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def config_from_diffusers(d: dict) -> UNet2DConfig:
+    """UNet2DConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
+    names = {f.name for f in fields(UNet2DConfig)}
+    kwargs = {}
+    for key, value in d.items():
+        if key.startswith("_") or key in _IGNORED:
+            continue
+        if key in _FIXED and _tuplify(value) not in _FIXED[key]:
+            raise ValueError(f"UNet2DModel: config {key}={value!r} is not supported by msdiff "
+                             f"(supported: {_FIXED[key]})")
+        if key in names:
+            kwargs[key] = _tuplify(value)
+        elif key not in _FIXED:
+            raise ValueError(f"UNet2DModel: unknown config key {key!r}={value!r}")
+    cfg = UNet2DConfig(**kwargs)
+    for t in cfg.down_block_types:
+        if t not in _DOWN:
+            raise ValueError(f"UNet2DModel: down block type {t!r} is not supported by msdiff "
+                             f"(supported: {sorted(_DOWN)})")
+    for t in cfg.up_block_types:
+        if t not in _UP:
+            raise ValueError(f"UNet2DModel: up block type {t!r} is not supported by msdiff "
+                             f"(supported: {sorted(_UP)})")
+    if not len(cfg.down_block_types) == len(cfg.up_block_types) == len(cfg.block_out_channels):
+        raise ValueError("UNet2DModel: down_block_types, up_block_types and block_out_channels must have "
+                         "the same length")
+    if cfg.norm_num_groups is None:
+        raise ValueError("UNet2DModel: norm_num_groups=None is not supported by msdiff")
+    return cfg
+
+
+def map_weights(key: str) -> str:
+    """diffusers state-dict key -> msdiff parameter name (identity: the trees match)."""
+    return key
+
+
+class UNet2DModel(nn.Cell):
+    """Noise-prediction UNet in pixel space: unet(sample, timestep, class_labels=None) -> Tensor like sample."""
+
+    def __init__(self, config: UNet2DConfig, dtype=ms.float32):
+        super().__init__()
+        c = self.config = config
+        self.compute_dtype = dtype
+        n = len(c.down_block_types)
+        boc = c.block_out_channels
+        groups, eps = c.norm_num_groups, c.norm_eps
+        temb = c.time_embedding_dim or boc[0] * 4
+
+        self.conv_in = Conv2d(c.in_channels, boc[0], 3, padding=1, dtype=dtype)
+        if c.time_embedding_type == "fourier":
+            self.time_proj = GaussianFourierProjection(boc[0], scale=16)
+            time_in = 2 * boc[0]
+        else:
+            self.time_proj = Timesteps(boc[0], c.flip_sin_to_cos, c.freq_shift)
+            time_in = boc[0]
+        self.time_embedding = TimestepEmbedding(time_in, temb, dtype=dtype)
+        self.class_embedding = Embedding(c.num_class_embeds, temb, dtype=dtype) if c.num_class_embeds else None
+
+        down = []
+        out_ch = boc[0]
+        for i, kind in enumerate(c.down_block_types):
+            in_ch, out_ch = out_ch, boc[i]
+            common = dict(num_layers=c.layers_per_block, resnet_eps=eps, resnet_groups=groups,
+                          add_downsample=i < n - 1, downsample_padding=c.downsample_padding, dtype=dtype)
+            if kind == "AttnDownBlock2D":
+                common["attention_head_dim"] = c.attention_head_dim or out_ch
+            down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
+        self.down_blocks = nn.CellList(down)
+
+        self.mid_block = None
+        if c.mid_block_type is not None:
+            self.mid_block = UNetMidBlock2D(boc[-1], temb, resnet_eps=eps, resnet_groups=groups,
+                                            add_attention=c.add_attention,
+                                            attention_head_dim=c.attention_head_dim or boc[-1],
+                                            output_scale_factor=c.mid_block_scale_factor, dtype=dtype)
+
+        rev = tuple(reversed(boc))
+        up = []
+        out_ch = rev[0]
+        for i, kind in enumerate(c.up_block_types):
+            prev_ch, out_ch, in_ch = out_ch, rev[i], rev[min(i + 1, n - 1)]
+            common = dict(num_layers=c.layers_per_block + 1, resnet_eps=eps, resnet_groups=groups,
+                          add_upsample=i < n - 1, dtype=dtype)
+            if kind == "AttnUpBlock2D":
+                common["attention_head_dim"] = c.attention_head_dim or out_ch
+            up.append(_UP[kind](in_ch, prev_ch, out_ch, temb, **common))
+        self.up_blocks = nn.CellList(up)
+
+        self.conv_norm_out = GroupNorm(groups, boc[0], eps=eps, dtype=dtype)
+        self.conv_out = Conv2d(boc[0], c.out_channels, 3, padding=1, dtype=dtype)
+
+    def _embedding(self, timestep, b: int, class_labels) -> tuple:
+        if isinstance(timestep, Tensor):
+            t = timestep.astype(ms.float32).reshape(-1)
+        else:
+            t = mops.fill(ms.float32, (1,), timestep)
+        if t.shape[0] != b:
+            t = t.broadcast_to((b,))
+        emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype))
+        if self.class_embedding is not None:
+            if class_labels is None:
+                raise ValueError("UNet2DModel: this model is class-conditional; pass class_labels")
+            emb = emb + self.class_embedding(class_labels.astype(ms.int32).reshape(-1)).astype(self.compute_dtype)
+        elif class_labels is not None:
+            raise ValueError("UNet2DModel: class_labels given but the model has no class embedding "
+                             "(num_class_embeds is None)")
+        return emb, t
+
+    def construct(self, sample: Float[Tensor, "b c h w"], timestep,
+                  class_labels: Int[Tensor, "b"] = None) -> Float[Tensor, "b o h w"]:
+        sample = sample.astype(self.compute_dtype)
+        b = sample.shape[0]
+        if self.config.center_input_sample:
+            sample = 2 * sample - 1.0
+        emb, t = self._embedding(timestep, b, class_labels)
+
+        # down path: conv_in, then every resnet/attention output and downsample is a skip
+        sample = self.conv_in(sample)
+        skips = (sample,)
+        for i in range(len(self.down_blocks)):
+            sample, res = self.down_blocks[i](sample, emb)
+            skips = skips + res
+        if self.mid_block is not None:
+            sample = self.mid_block(sample, emb)
+
+        # up path: each up block eats as many skips as it has resnets
+        for i in range(len(self.up_blocks)):
+            block = self.up_blocks[i]
+            k = len(block.resnets)
+            res, skips = skips[len(skips) - k:], skips[:len(skips) - k]
+            sample = block(sample, res, emb)
+
+        sample = self.conv_out(ops.silu(self.conv_norm_out(sample)))
+        if self.config.time_embedding_type == "fourier":
+            sample = sample / t.astype(sample.dtype).reshape(b, 1, 1, 1)
+        return sample
