@@ -12,7 +12,7 @@ from msdiff.tokenizer import CLIPTokenizer, vocab_from_bpe_gz, warn_truncated, w
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BPE_GZ = FIXTURES / "clip_bpe" / "bpe_simple_vocab_16e6.txt.gz"
-CASES = json.loads((FIXTURES / "clip_bpe" / "tokenizer_cases.json").read_text(encoding="utf-8"))
+CASES = json.loads((FIXTURES / "clip" / "tokenizer_cases.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
