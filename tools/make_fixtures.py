@@ -17,6 +17,7 @@ Regenerate (from the repository root):
     /work/refenv/bin/python tools/make_fixtures.py clip sd_unet  # some areas
     /work/refenv/bin/python tools/make_fixtures.py --check      # regenerate into a temporary
                                                                 # folder, compare byte for byte
+    /work/refenv/bin/python tools/make_fixtures.py --out /tmp/fx samplers   # elsewhere
     /work/refenv/bin/python tools/make_fixtures.py --list
 
 The reference library versions must equal PINNED (seeded initialisation and even saved key
@@ -25,13 +26,16 @@ area gets a VERSIONS.json recording them, and tests/test_fixture_versions.py fai
 recorded version differs from PINNED. To move to new versions: change PINNED, rebuild the
 reference environment, regenerate every area, and review the test failures that follow.
 
-Determinism: before each area, torch/numpy/random are seeded with 0, torch runs on one
-thread with deterministic algorithms, so a regeneration reproduces the files bit for bit.
+Determinism: the script re-executes itself with PYTHONHASHSEED=0 (set iteration order, e.g.
+diffusers' `_use_default_values` list, depends on it); before each area torch/numpy/random
+are seeded with 0 and torch runs on one thread with deterministic algorithms, so a
+regeneration reproduces the files bit for bit.
 """
 import argparse
 import filecmp
 import importlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -106,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="regenerate into a temporary folder and "
                         "compare with tests/fixtures byte for byte; write nothing")
     parser.add_argument("--list", action="store_true", help="list the areas and exit")
+    parser.add_argument("--out", type=Path, default=FIXTURES, help="write <area>/ folders here "
+                        "instead of tests/fixtures (and compare against it with --check)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(areas()))
@@ -120,14 +126,17 @@ def main(argv=None) -> int:
         if args.check:
             with tempfile.TemporaryDirectory() as tmp:
                 generate(area, Path(tmp) / area, versions)
-                diff = differences(FIXTURES / area, Path(tmp) / area)
+                diff = differences(args.out / area, Path(tmp) / area)
             print(f"{area}: {'identical' if not diff else 'DIFFERS: ' + ', '.join(diff[:10])}")
             failed += [area] if diff else []
         else:
-            generate(area, FIXTURES / area, versions)
-            print(f"{area}: wrote {FIXTURES / area}")
+            generate(area, args.out / area, versions)
+            print(f"{area}: wrote {args.out / area}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
     sys.exit(main())
