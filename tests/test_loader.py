@@ -326,14 +326,17 @@ def test_load_weights_on_files_and_identity_map(tmp_path):
 
 
 def make_hub_cache(root, repo_id, files: dict, revision="0123456789abcdef0123456789abcdef01234567"):
-    """huggingface_hub's cache layout: models--org--name/{refs/main, snapshots/<hash>/...}."""
+    """huggingface_hub's cache layout: models--org--name/{refs/main, blobs/, snapshots/<hash>/ -> blobs}."""
     repo = root / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True)
+    (repo / "blobs").mkdir()
     (repo / "refs" / "main").write_text(revision)
     snapshot = repo / "snapshots" / revision
-    for rel, writer in files.items():
+    for i, (rel, writer) in enumerate(files.items()):
+        blob = repo / "blobs" / f"{i:040x}"
+        writer(blob)
         (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
-        writer(snapshot / rel)
+        (snapshot / rel).symlink_to(blob)
     return snapshot
 
 

@@ -33,7 +33,7 @@ def add_variant(filename: str, variant: Optional[str]) -> str:
 def _refuse_pickles(folder: Path, pickles: list) -> LoadError:
     names = ", ".join(p.name for p in pickles)
     return LoadError(
-        f"{folder} holds only pickle checkpoints ({names}); msdiff loads safetensors only, because "
+        f"refusing the pickle checkpoint(s) {names} in {folder}: msdiff loads safetensors only, because "
         f"unpickling a file can run arbitrary code. Convert once, in an environment you trust: "
         f"`Model.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)` with "
         f"diffusers or transformers, or `safetensors.torch.save_file(torch.load(path, "
@@ -92,8 +92,12 @@ def _open(path: Path):
 
 def _header(path: Path) -> dict:
     """key -> (shape, safetensors dtype string), without reading tensor data."""
+    header = {}
     with _open(path) as f:
-        return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+        for key in f.keys():
+            view = f.get_slice(key)
+            header[key] = (tuple(view.get_shape()), view.get_dtype())
+    return header
 
 
 def _is_float(st_dtype: str) -> bool:
@@ -127,7 +131,7 @@ def _plan(cell: nn.Cell, files: list, map_weights: Callable, source: Path) -> di
                 if shape != tuple(param.shape):
                     shapes.append(f"{key}{where}: checkpoint {shape} vs net {tuple(param.shape)}")
                 elif _is_float(st_dtype) != (param.dtype in (ms.float16, ms.float32, ms.float64, ms.bfloat16)):
-                    kinds.append(f"{key}: checkpoint {st_dtype} vs net {param.dtype}")
+                    kinds.append(f"{key}{where}: checkpoint {st_dtype} vs net {param.dtype}")
                 else:
                     plan[path].append((key, param))
     missing = [name for name in params if name not in seen]
