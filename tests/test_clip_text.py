@@ -141,3 +141,17 @@ def test_full_size_structure(name):
             theirs[mapped] = shape
     assert ours == theirs
     assert len(ours) == len(entry["params"])
+
+
+def test_load_ignores_position_ids_buffer(tmp_path):
+    """Older checkpoints (SD 1.5's text encoder) store embeddings.position_ids; it is not a weight."""
+    from safetensors.numpy import save_file
+
+    src = FIXTURES / "text_encoder"
+    (tmp_path / "config.json").write_text((src / "config.json").read_text())
+    weights = load_file(str(src / "model.safetensors"))
+    weights["text_model.embeddings.position_ids"] = np.arange(77, dtype=np.int64)[None]
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    net = msdiff.load(tmp_path)
+    np.testing.assert_array_equal(net.text_model.final_layer_norm.weight.asnumpy(),
+                                  weights["text_model.final_layer_norm.weight"])

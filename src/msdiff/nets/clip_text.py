@@ -9,9 +9,13 @@ and an optional 0/1 mask[b, n]; they return a tuple of Tensors
                                           # embeddings output, then each encoder layer's output
                                           # (no final_layer_norm on any of them)
 
-so `hidden_states[-1]` is `last_hidden_state` before the final layer norm. Stable Diffusion
-XL's prompt embedding is `hidden_states[-2]` (no final norm); SD 1.x/2.x with `clip_skip=k`
-use `net.final_layer_norm(hidden_states[-(k + 1)])`, as diffusers' `encode_prompt` does.
+so `hidden_states[-1]` is `last_hidden_state` before the final layer norm. As in diffusers'
+`encode_prompt`: SD 1.x/2.x use `last_hidden_state`, or with `clip_skip=k`
+`net.final_layer_norm(hidden_states[-(k + 1)])`; SD-XL concatenates both encoders'
+`hidden_states[-2]` (with `clip_skip=k`: `hidden_states[-(k + 2)]`, never normed) and takes its
+pooled prompt embedding from the second encoder's `text_embeds` (element 1 of our tuple).
+The int ids may be int32 or int64; `attention_mask` is transformers' 0/1 padding mask (SD
+pipelines pass none).
 """
 import dataclasses
 import re
