@@ -1,1 +1,39 @@
-"""msdiff.samplers"""
+"""msdiff.samplers: diffusers' schedulers as plain functions with explicit state.
+
+Design
+------
+* Schedules are numpy functions (`schedules`): betas, alphas_cumprod, timestep spacing, Karras /
+  exponential / beta / flow-shift sigmas, computed in the dtypes diffusers 0.35.2 uses (betas and
+  alphas_cumprod in float32 as torch makes them, timesteps in float64 then cast, sigmas from the
+  float32 alphas_cumprod), so timesteps and sigmas equal diffusers'.
+* A `Sampler` (frozen dataclass) is what `from_config(scheduler_config_dict)` returns. It holds a
+  schedule builder and one pure step function. `sampler.schedule(n)` gives a `Schedule`: the
+  per-model-call tables diffusers' `set_timesteps` would make (timesteps, sigmas, init_noise_sigma,
+  `scale_model_input(x, i)`, and a float32 coefficient row per call).
+* The step is `step(x, out, state, c, noise) -> (x_next, state)`: x the sample, out the raw net output,
+  state a tuple of Tensors, c the coefficient row of this call (a Tensor, so one compiled graph
+  serves every step), noise a Tensor drawn outside (None for deterministic samplers). It compiles
+  with `mindspore.jit` once per sampler and shape (`jit_step`).
+* Prediction types are not branches in samplers: `denoiser.prediction_coefficients` tabulates, for
+  each call, the linear map net output -> (x0, eps) for "epsilon", "v_prediction", "sample" or
+  "flow_prediction"; every step applies it with `denoiser.to_x0_eps`. Classifier-free guidance
+  (`denoiser.guidance`, with diffusers' guidance_rescale) wraps the net before it reaches the loop.
+* Multi-stage methods (Heun) follow diffusers' call layout (2n-1 net calls), so every sampler runs
+  in the same loop: `sample_steps` yields (i, x) after each call for progress, preview and early
+  stop; `sample` runs it with an optional callback.
+* img2img: `img2img_schedule(sampler, n, strength)` keeps the calls diffusers' pipelines keep
+  (t_start * order), restarting multistep state there; `add_noise(schedule, x0, noise)` noises x0 to
+  the first kept call.
+"""
+from .config import SAMPLERS, from_config
+from .core import (Sampler, Schedule, add_noise, img2img_schedule, img2img_start, jit_step, sample,
+                   sample_steps)
+from .denoiser import (combine_guidance, guidance, prediction_coefficients, rescale_noise_cfg, threshold,
+                       to_x0_eps)
+from . import schedules
+
+__all__ = [
+    "SAMPLERS", "from_config", "Sampler", "Schedule", "add_noise", "img2img_schedule", "img2img_start",
+    "jit_step", "sample", "sample_steps", "combine_guidance", "guidance", "prediction_coefficients",
+    "rescale_noise_cfg", "threshold", "to_x0_eps", "schedules",
+]

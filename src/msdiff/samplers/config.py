@@ -1,0 +1,40 @@
+"""from_config: a diffusers scheduler_config.json dict -> the matching msdiff Sampler."""
+import inspect
+from typing import Callable, Dict
+
+from .core import Sampler
+from . import dpm, k, vp
+
+# diffusers _class_name -> factory taking that scheduler's config fields as keyword arguments
+SAMPLERS: Dict[str, Callable[..., Sampler]] = {
+    "DDIMScheduler": vp.ddim,
+    "DDPMScheduler": vp.ddpm,
+    "PNDMScheduler": vp.pndm,
+    "LCMScheduler": vp.lcm,
+    "EulerDiscreteScheduler": k.euler,
+    "EulerAncestralDiscreteScheduler": k.euler_ancestral,
+    "HeunDiscreteScheduler": k.heun,
+    "DPMSolverMultistepScheduler": dpm.dpm_solver_multistep,
+}
+
+# config keys that never change the numbers msdiff produces
+_IGNORED = {"_class_name", "_diffusers_version", "_use_default_values", "_name_or_path"}
+
+
+def from_config(config: dict, **sampler_args) -> Sampler:
+    """The Sampler for a diffusers scheduler config dict; sampler_args are per-call options (e.g. eta for DDIM).
+
+    Keys the factory does not know are ignored like diffusers ignores them; a known key with a value
+    msdiff does not implement, or an unknown _class_name, raises ValueError naming it.
+    """
+    name = config.get("_class_name")
+    if name not in SAMPLERS:
+        raise ValueError(f"unsupported scheduler _class_name {name!r}; supported: {sorted(SAMPLERS)}")
+    factory = SAMPLERS[name]
+    accepted = set(inspect.signature(factory).parameters)
+    kwargs = {key: val for key, val in config.items() if key in accepted and key not in _IGNORED}
+    bad = set(sampler_args) - accepted
+    if bad:
+        raise ValueError(f"{name}: unknown sampler arguments {sorted(bad)}")
+    kwargs.update(sampler_args)
+    return factory(**kwargs)

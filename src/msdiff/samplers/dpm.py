@@ -1,0 +1,147 @@
+"""Multistep exponential-integrator samplers: DPM-Solver++ (2M, SDE 2M)."""
+import numpy as np
+from mindspore import ops
+
+from . import schedules as S
+from .core import Sampler, Schedule
+from .denoiser import prediction_coefficients, threshold, to_x0_eps
+from .k import sigma_kind
+
+_f32 = np.float32
+
+
+def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type, lambda_min_clipped,
+                      beta_schedule, sigma_min=None, sigma_max=None):
+    """(int64 timesteps, float32 sigmas incl. final) of diffusers' DPMSolverMultistep/UniPC set_timesteps."""
+    alpha_t, sigma_t = np.sqrt(acp), np.sqrt(_f32(1.0) - acp)
+    lambda_t = np.log(alpha_t) - np.log(sigma_t)
+    clipped = int(np.searchsorted(lambda_t[::-1], lambda_min_clipped))
+    last = T - clipped
+    if spacing == "linspace":
+        ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1].copy().astype(np.int64)
+    elif spacing == "leading":
+        ratio = last // (n + 1)
+        ts = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].copy().astype(np.int64) + steps_offset
+    elif spacing == "trailing":
+        ts = np.arange(last, 0, -T / n).round().copy().astype(np.int64) - 1
+    else:
+        raise ValueError(f"unsupported timestep_spacing {spacing!r}: use leading, trailing or linspace")
+    base = S.vp_sigmas(acp)
+    log_sigmas = np.log(base)
+    if kind is None:
+        sig = np.interp(ts, np.arange(0, len(base)), base)
+    else:
+        lo = sigma_min if sigma_min is not None else float(base[0])
+        hi = sigma_max if sigma_max is not None else float(base[-1])
+        sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[kind](lo, hi, n)
+        ts = S.sigma_to_t(sig, log_sigmas)
+        if kind == "karras" and beta_schedule != "squaredcos_cap_v2":
+            ts = ts.round()
+        else:
+            # diffusers truncates; snap values within 1e-6 of an integer first, since an endpoint sigma
+            # maps to exactly 999 (or 0) only up to the last-ulp rounding of torch's float32 sqrt
+            near = np.abs(ts - np.round(ts)) < 1e-6
+            ts = np.where(near, np.round(ts), ts)
+        ts = ts.astype(np.int64)
+    if final_sigmas_type == "sigma_min":
+        final = np.sqrt((_f32(1) - acp[0]) / acp[0])
+    elif final_sigmas_type == "zero":
+        final = 0.0
+    else:
+        raise ValueError(f"unsupported final_sigmas_type {final_sigmas_type!r}: use zero or sigma_min")
+    return ts, np.concatenate([sig, [final]]).astype(_f32)
+
+
+def alpha_sigma(sig):
+    """(alpha_t, sigma_t) of the VP process at k-diffusion sigma, as float64 from float32 arithmetic."""
+    sig = np.asarray(sig, _f32)
+    alpha = _f32(1.0) / np.sqrt(sig * sig + _f32(1.0))
+    return alpha.astype(np.float64), (sig * alpha).astype(np.float64)
+
+
+def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                         trained_betas=None, solver_order=2, prediction_type="epsilon", thresholding=False,
+                         dynamic_thresholding_ratio=0.995, sample_max_value=1.0, algorithm_type="dpmsolver++",
+                         solver_type="midpoint", lower_order_final=True, euler_at_final=False,
+                         use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
+                         use_lu_lambdas=False, use_flow_sigmas=False, flow_shift=1.0, final_sigmas_type="zero",
+                         lambda_min_clipped=-float("inf"), variance_type=None, timestep_spacing="linspace",
+                         steps_offset=0, rescale_betas_zero_snr=False, use_dynamic_shifting=False,
+                         time_shift_type="exponential"):
+    """DPM-Solver++(2M) and SDE-DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2)."""
+    name = "DPMSolverMultistepScheduler"
+    if algorithm_type not in ("dpmsolver++", "sde-dpmsolver++"):
+        raise ValueError(f"{name}: unsupported algorithm_type {algorithm_type!r}; supported: dpmsolver++, "
+                         "sde-dpmsolver++")
+    if solver_order not in (1, 2):
+        raise ValueError(f"{name}: unsupported solver_order {solver_order!r}; supported: 1, 2")
+    if solver_type not in ("midpoint", "heun"):
+        raise ValueError(f"{name}: unsupported solver_type {solver_type!r}")
+    for key, val in (("use_lu_lambdas", use_lu_lambdas), ("use_flow_sigmas", use_flow_sigmas),
+                     ("use_dynamic_shifting", use_dynamic_shifting)):
+        if val:
+            raise ValueError(f"{name}: {key}=True is not implemented")
+    if variance_type not in (None, "learned", "learned_range"):
+        raise ValueError(f"{name}: unsupported variance_type {variance_type!r}")
+    if prediction_type not in ("epsilon", "v_prediction", "sample"):
+        raise ValueError(f"{name}: unsupported prediction_type {prediction_type!r}")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    acp = S.alphas_cumprod(beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas,
+                           rescale_betas_zero_snr)
+    if rescale_betas_zero_snr:
+        acp[-1] = _f32(2.0**-24)
+    T = num_train_timesteps
+    sde = algorithm_type == "sde-dpmsolver++"
+
+    def make_schedule(n, start):
+        ts, sig = vp_sigma_schedule(acp, n, T, timestep_spacing, steps_offset, kind, final_sigmas_type,
+                                    lambda_min_clipped, beta_schedule)
+        m = len(ts)
+        alpha, sigma = alpha_sigma(sig)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = np.log(alpha) - np.log(sigma)
+        rows = []
+        for i in range(start, m):
+            k = i - start
+            final = i == m - 1 and (euler_at_final or (lower_order_final and m < 15) or final_sigmas_type == "zero")
+            first = solver_order == 1 or k < 1 or final
+            with np.errstate(divide="ignore", invalid="ignore"):
+                h = lam[i + 1] - lam[i]
+                e = np.exp(-h)
+                if sde:
+                    a_x, a_d = sigma[i + 1] / sigma[i] * e, alpha[i + 1] * (1 - e * e)
+                    a_n = sigma[i + 1] * np.sqrt(1 - e * e)
+                else:
+                    a_x, a_d, a_n = sigma[i + 1] / sigma[i], -alpha[i + 1] * (e - 1), 0.0
+                a_1 = 0.0
+                if not first:
+                    r0 = (lam[i] - lam[i - 1]) / h
+                    if solver_type == "midpoint":
+                        a_1 = 0.5 * a_d / r0
+                    elif sde:
+                        a_1 = alpha[i + 1] * ((1 - e * e) / (-2 * h) + 1) / r0
+                    else:
+                        a_1 = alpha[i + 1] * ((e - 1) / h + 1) / r0
+            pred = prediction_coefficients(prediction_type, alpha[i], sigma[i])
+            rows.append([*pred, a_x, a_d, a_1, a_n])
+        needs = np.full(m - start, sde)
+        level = np.stack([alpha, sigma], -1)[start:m].astype(_f32)
+        return Schedule(timesteps=ts[start:], sigmas=sig, init_noise_sigma=1.0, input_div=np.ones(m - start, _f32),
+                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=needs, noise_level=level,
+                        num_inference_steps=n)
+
+    def init_state(x):
+        return (ops.zeros_like(x),)
+
+    def step(x, out, state, c, noise):
+        if variance_type is not None:
+            out = out[:, :x.shape[1]]
+        x0, _ = to_x0_eps(out, x, c)
+        if thresholding:
+            x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
+        x_next = c[4] * x + c[5] * x0 + c[6] * (x0 - state[0])
+        if noise is not None:
+            x_next = x_next + c[7] * noise
+        return x_next, (x0,)
+
+    return Sampler("dpm_solver_multistep", make_schedule, step, init_state, T, 1, sde)

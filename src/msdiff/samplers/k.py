@@ -1,0 +1,208 @@
+"""k-diffusion style samplers on sigma schedules: Euler, Euler ancestral, Heun.
+
+The sample lives in sigma space, x = x0 + sigma*eps; the net sees x / sqrt(sigma^2 + 1).
+Two-stage methods (Heun) follow diffusers' call layout: 2n-1 net calls, alternating a
+first-order call and a correction call; a flag column in the coefficient row selects the stage.
+"""
+import numpy as np
+from mindspore import ops
+
+from . import schedules as S
+from .core import Sampler, Schedule
+from .denoiser import prediction_coefficients, to_x0_eps
+
+_f32 = np.float32
+
+
+def k_timesteps(spacing: str, n: int, T: int, steps_offset: int = 0) -> np.ndarray:
+    """Float32 descending timesteps as diffusers' sigma-space schedulers space them (linspace not rounded)."""
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, n, dtype=_f32)[::-1].copy()
+    if spacing == "leading":
+        ratio = T // n
+        return (np.arange(0, n) * ratio).round()[::-1].copy().astype(_f32) + _f32(steps_offset)
+    if spacing == "trailing":
+        ratio = T / n
+        return np.arange(T, 0, -ratio).round().copy().astype(_f32) - _f32(1)
+    raise ValueError(f"unsupported timestep_spacing {spacing!r}: use leading, trailing or linspace")
+
+
+def discrete_sigmas(acp, n, spacing, T, steps_offset=0, interpolation_type="linear", sigma_kind=None,
+                    sigma_min=None, sigma_max=None):
+    """(timesteps, sigmas without the final one) of diffusers' Euler/Heun/LMS/KDPM2 set_timesteps."""
+    ts = k_timesteps(spacing, n, T, steps_offset)
+    base = S.vp_sigmas(acp)
+    log_sigmas = np.log(base)
+    if interpolation_type == "linear":
+        sig = np.interp(ts, np.arange(0, len(base)), base)
+    elif interpolation_type == "log_linear":
+        sig = np.exp(S.linspace_f32(float(np.log(base[-1])), float(np.log(base[0])), n + 1))
+    else:
+        raise ValueError(f"unsupported interpolation_type {interpolation_type!r}: use linear or log_linear")
+    if sigma_kind is not None:
+        lo = sigma_min if sigma_min is not None else float(sig[-1])
+        hi = sigma_max if sigma_max is not None else float(sig[0])
+        sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[sigma_kind](
+            lo, hi, n)
+        ts = S.sigma_to_t(sig, log_sigmas)
+    return ts, sig
+
+
+def sigma_kind(use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False):
+    """Which sigma spacing a config asks for (None = the interpolated training sigmas)."""
+    flags = {"karras": use_karras_sigmas, "exponential": use_exponential_sigmas, "beta": use_beta_sigmas}
+    on = [k for k, v in flags.items() if v]
+    if len(on) > 1:
+        raise ValueError(f"only one of use_karras_sigmas/use_exponential_sigmas/use_beta_sigmas may be set, got {on}")
+    return on[0] if on else None
+
+
+def _ve_noise_level(sig):
+    return np.stack([np.ones_like(sig), sig], -1).astype(_f32)
+
+
+def _input_div(sig):
+    sig = np.asarray(sig, _f32)
+    return np.sqrt(sig * sig + _f32(1.0))
+
+
+def _init_sigma(sig, spacing):
+    m = _f32(np.max(sig))
+    return float(m if spacing in ("linspace", "trailing") else np.sqrt(m * m + _f32(1.0)))
+
+
+def _ve_schedule(ts, sig_full, sig_call, coefs, needs_noise, n, start, spacing, init=None):
+    ts = np.asarray(ts)[start:]
+    sig_call = np.asarray(sig_call, _f32)[start:]
+    return Schedule(timesteps=ts, sigmas=sig_full, init_noise_sigma=init if init is not None else _init_sigma(
+        sig_full, spacing), input_div=_input_div(sig_call), coefs=np.asarray(coefs, np.float64)[start:].astype(_f32),
+        needs_noise=np.asarray(needs_noise, bool)[start:], noise_level=_ve_noise_level(sig_call), num_inference_steps=n)
+
+
+def _no_state(x):
+    return ()
+
+
+def _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr=False):
+    acp = S.alphas_cumprod(beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas,
+                           rescale_betas_zero_snr)
+    if rescale_betas_zero_snr:
+        acp[-1] = _f32(2.0**-24)
+    return acp
+
+
+def _check(prediction_type, allowed, name):
+    if prediction_type not in allowed:
+        raise ValueError(f"{name}: unsupported prediction_type {prediction_type!r}; supported: {allowed}")
+
+
+def _ve_pred(prediction_type, sig):
+    sig = np.asarray(sig, np.float64)
+    return prediction_coefficients(prediction_type, np.ones_like(sig), sig)
+
+
+def euler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
+          prediction_type="epsilon", interpolation_type="linear", use_karras_sigmas=False,
+          use_exponential_sigmas=False, use_beta_sigmas=False, sigma_min=None, sigma_max=None,
+          timestep_spacing="linspace", timestep_type="discrete", steps_offset=0, rescale_betas_zero_snr=False,
+          final_sigmas_type="zero"):
+    """Euler method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn)."""
+    _check(prediction_type, ("epsilon", "v_prediction", "sample"), "EulerDiscreteScheduler")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    if timestep_type not in ("discrete", "continuous"):
+        raise ValueError(f"EulerDiscreteScheduler: unsupported timestep_type {timestep_type!r}")
+    if final_sigmas_type not in ("zero", "sigma_min"):
+        raise ValueError(f"EulerDiscreteScheduler: unsupported final_sigmas_type {final_sigmas_type!r}")
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
+    k_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        ts, sig = discrete_sigmas(acp, n, timestep_spacing, T, steps_offset, interpolation_type, kind,
+                                  sigma_min, sigma_max)
+        last = _f32(0.0) if final_sigmas_type == "zero" else np.sqrt((_f32(1) - acp[0]) / acp[0])
+        sig = np.concatenate([sig, [last]]).astype(_f32)
+        if timestep_type == "continuous" and prediction_type == "v_prediction":
+            ts = _f32(0.25) * np.log(sig[:-1])
+        ts = np.asarray(ts).astype(_f32)
+        dt = sig[1:] - sig[:-1]
+        pred = _ve_pred(prediction_type, sig[:-1])
+        coefs = np.concatenate([pred, np.stack([sig[:-1], dt], -1)], -1)
+        return _ve_schedule(ts, sig, sig[:-1], coefs, np.zeros(n, bool), n, start, timestep_spacing)
+
+    def step(x, out, state, c, noise):
+        x0, _ = to_x0_eps(out, x, c)
+        derivative = (x - x0) / c[4]
+        return x + derivative * c[5], state
+
+    return Sampler("euler", make_schedule, step, _no_state, T, 1, False)
+
+
+def euler_ancestral(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                    trained_betas=None, prediction_type="epsilon", timestep_spacing="linspace", steps_offset=0,
+                    rescale_betas_zero_snr=False):
+    """Euler ancestral sampling (k-diffusion sample_euler_ancestral, eta=1)."""
+    _check(prediction_type, ("epsilon", "v_prediction"), "EulerAncestralDiscreteScheduler")
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
+    k_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        ts, sig = discrete_sigmas(acp, n, timestep_spacing, T, steps_offset)
+        sig = np.concatenate([sig, [0.0]]).astype(_f32)
+        s_from, s_to = sig[:-1], sig[1:]
+        up = np.sqrt(s_to**2 * (s_from**2 - s_to**2) / s_from**2)
+        down = np.sqrt(s_to**2 - up**2)
+        pred = _ve_pred(prediction_type, s_from)
+        coefs = np.concatenate([pred, np.stack([s_from, down - s_from, up], -1)], -1)
+        return _ve_schedule(ts.astype(_f32), sig, s_from, coefs, np.ones(n, bool), n, start, timestep_spacing)
+
+    def step(x, out, state, c, noise):
+        x0, _ = to_x0_eps(out, x, c)
+        derivative = (x - x0) / c[4]
+        return x + derivative * c[5] + noise * c[6], state
+
+    return Sampler("euler_ancestral", make_schedule, step, _no_state, T, 1, True)
+
+
+def _two_stage_state(x):
+    z = ops.zeros_like(x)
+    return (z, z)
+
+
+def heun(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", trained_betas=None,
+         prediction_type="epsilon", use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
+         clip_sample=False, clip_sample_range=1.0, timestep_spacing="linspace", steps_offset=0):
+    """Heun's second-order method (Karras et al. 2022, Algorithm 1), one net call per stage."""
+    _check(prediction_type, ("epsilon", "v_prediction", "sample"), "HeunDiscreteScheduler")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
+    k_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        ts, sig = discrete_sigmas(acp, n, timestep_spacing, T, steps_offset, "linear", kind)
+        sig = np.concatenate([sig, [0.0]]).astype(_f32)
+        full = np.concatenate([sig[:1], np.repeat(sig[1:-1], 2), sig[-1:]])
+        ts = np.asarray(ts)
+        ts = np.concatenate([ts[:1], np.repeat(ts[1:], 2)]).astype(_f32)
+        rows = []
+        for j in range(len(ts)):
+            first = j % 2 == 0
+            s, s_next = (full[j], full[j + 1]) if first else (full[j - 1], full[j])
+            s_pred = s if first else s_next
+            rows.append([*_ve_pred(prediction_type, s_pred), s_pred, s_next - s, float(first)])
+        return _ve_schedule(ts, full, full[:-1], rows, np.zeros(len(ts), bool), n, start, timestep_spacing)
+
+    def step(x, out, state, c, noise):
+        d_prev, x_saved = state
+        x0, _ = to_x0_eps(out, x, c)
+        if clip_sample:
+            x0 = ops.clamp(x0, -clip_sample_range, clip_sample_range)
+        d = (x - x0) / c[4]
+        f = c[6]
+        derivative = f * d + (1 - f) * ((d_prev + d) / 2)
+        base = f * x + (1 - f) * x_saved
+        return base + derivative * c[5], (d, x)
+
+    return Sampler("heun", make_schedule, step, _two_stage_state, T, 2, False)

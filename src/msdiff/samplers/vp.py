@@ -1,0 +1,245 @@
+"""Variance-preserving discrete samplers: DDIM, DDPM, PNDM (PLMS), LCM.
+
+Each factory takes the fields of the matching diffusers scheduler config (same names, same
+defaults) and returns a `Sampler`. Coefficients are tabulated in numpy from the float32
+alphas_cumprod; the step functions only mix Tensors with them.
+"""
+import numpy as np
+from mindspore import ops
+
+from . import schedules as S
+from .core import Sampler, Schedule
+from .denoiser import prediction_coefficients, threshold, to_x0_eps
+
+_f32 = np.float32
+
+
+def _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr):
+    return S.alphas_cumprod(beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas,
+                            rescale_betas_zero_snr)
+
+
+def _vp_noise_level(acp_t):
+    acp_t = np.asarray(acp_t, _f32)
+    return np.stack([np.sqrt(acp_t), np.sqrt(_f32(1.0) - acp_t)], axis=-1)
+
+
+def _check_pred(prediction_type, allowed, name):
+    if prediction_type not in allowed:
+        raise ValueError(f"{name}: unsupported prediction_type {prediction_type!r}; supported: {allowed}")
+
+
+def _clip_x0(x0, clip_sample, clip_sample_range, thresholding, ratio, max_value):
+    if thresholding:
+        return threshold(x0, ratio, max_value)
+    if clip_sample:
+        return ops.clamp(x0, -clip_sample_range, clip_sample_range)
+    return x0
+
+
+def _no_state(x):
+    return ()
+
+
+def _schedule(ts, coefs, needs_noise, noise_level, n, start, input_div=None, sigmas=None, init_noise_sigma=1.0):
+    ts = np.asarray(ts)[start:]
+    return Schedule(
+        timesteps=ts, sigmas=None if sigmas is None else np.asarray(sigmas)[start:],
+        init_noise_sigma=float(init_noise_sigma),
+        input_div=np.ones(len(ts), _f32) if input_div is None else np.asarray(input_div, _f32)[start:],
+        coefs=np.asarray(coefs, np.float64)[start:].astype(_f32),
+        needs_noise=np.asarray(needs_noise, bool)[start:], noise_level=np.asarray(noise_level)[start:],
+        num_inference_steps=n)
+
+
+def ddim(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
+         clip_sample=True, set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon", thresholding=False,
+         dynamic_thresholding_ratio=0.995, clip_sample_range=1.0, sample_max_value=1.0, timestep_spacing="leading",
+         rescale_betas_zero_snr=False, eta=0.0):
+    """DDIM (Song et al. 2021, eq. 12), eta=0 deterministic, eta>0 adds sigma_t noise."""
+    _check_pred(prediction_type, ("epsilon", "v_prediction", "sample"), "DDIMScheduler")
+    S.spaced_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
+    final = _f32(1.0) if set_alpha_to_one else acp[0]
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        ts = S.spaced_timesteps(timestep_spacing, n, T, steps_offset).astype(np.int64)
+        prev = ts - T // n
+        a = acp[ts].astype(np.float64)
+        a_prev = np.where(prev >= 0, acp[np.maximum(prev, 0)], final).astype(np.float64)
+        b, b_prev = 1 - a, 1 - a_prev
+        std = eta * np.sqrt((b_prev / b) * (1 - a / a_prev))
+        pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
+        coefs = np.concatenate([pred, np.stack([np.sqrt(a_prev), np.sqrt(1 - a_prev - std**2), std], -1)], -1)
+        return _schedule(ts, coefs, np.full(len(ts), eta > 0), _vp_noise_level(acp[ts]), n, start)
+
+    def step(x, out, state, c, noise):
+        x0, eps = to_x0_eps(out, x, c)
+        x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
+        x_prev = c[4] * x0 + c[5] * eps
+        if noise is not None:
+            x_prev = x_prev + c[6] * noise
+        return x_prev, state
+
+    return Sampler("ddim", make_schedule, step, _no_state, T, 1, eta > 0)
+
+
+def ddpm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
+         variance_type="fixed_small", clip_sample=True, prediction_type="epsilon", thresholding=False,
+         dynamic_thresholding_ratio=0.995, clip_sample_range=1.0, sample_max_value=1.0, timestep_spacing="leading",
+         steps_offset=0, rescale_betas_zero_snr=False):
+    """DDPM ancestral sampling (Ho et al. 2020, eqs. 6-7; learned variances of Nichol & Dhariwal 2021)."""
+    _check_pred(prediction_type, ("epsilon", "v_prediction", "sample"), "DDPMScheduler")
+    kinds = ("fixed_small", "fixed_small_log", "fixed_large", "learned", "learned_range")
+    if variance_type not in kinds:
+        raise ValueError(f"DDPMScheduler: unsupported variance_type {variance_type!r}; supported: {kinds}")
+    S.spaced_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
+    T = num_train_timesteps
+    learned = variance_type in ("learned", "learned_range")
+
+    def make_schedule(n, start):
+        ts = S.spaced_timesteps(timestep_spacing, n, T, steps_offset).astype(np.int64)
+        prev = np.concatenate([ts[1:], [-1]])
+        a = acp[ts].astype(_f32)
+        a_prev = np.where(prev >= 0, acp[np.maximum(prev, 0)], _f32(1.0)).astype(_f32)
+        cur_alpha = a / a_prev
+        cur_beta = _f32(1.0) - cur_alpha
+        var = np.maximum((_f32(1.0) - a_prev) / (_f32(1.0) - a) * cur_beta, _f32(1e-20))
+        a64, ap64, ca64, cb64 = (v.astype(np.float64) for v in (a, a_prev, cur_alpha, cur_beta))
+        c_x0 = np.sqrt(ap64) * cb64 / (1 - a64)
+        c_x = np.sqrt(ca64) * (1 - ap64) / (1 - a64)
+        if variance_type == "fixed_small":
+            std = np.sqrt(var.astype(np.float64))
+        elif variance_type == "fixed_small_log":
+            std = np.exp(0.5 * np.log(var.astype(np.float64)))
+        elif variance_type == "fixed_large":
+            std = np.sqrt(cb64)
+        else:
+            std = np.zeros_like(a64)
+        has_noise = ts > 0
+        pred = prediction_coefficients(prediction_type, np.sqrt(a64), np.sqrt(1 - a64))
+        extra = np.stack([c_x0, c_x, std * has_noise, np.log(var.astype(np.float64)), np.log(cb64),
+                          has_noise.astype(np.float64)], -1)
+        return _schedule(ts, np.concatenate([pred, extra], -1), has_noise, _vp_noise_level(acp[ts]), n, start)
+
+    def step(x, out, state, c, noise):
+        ch = x.shape[1]
+        pv = None
+        if learned and out.shape[1] == 2 * ch:
+            pv = out[:, ch:]
+            out = out[:, :ch]
+        x0, _ = to_x0_eps(out, x, c)
+        x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
+        x_prev = c[4] * x0 + c[5] * x
+        if variance_type == "learned":
+            std = ops.sqrt(pv) * c[9]
+        elif variance_type == "learned_range":
+            frac = (pv + 1) / 2
+            std = ops.exp(0.5 * (frac * c[8] + (1 - frac) * c[7])) * c[9]
+        else:
+            std = c[6]
+        return x_prev + std * noise, state
+
+    return Sampler("ddpm", make_schedule, step, _no_state, T, 1, True)
+
+
+_PLMS_WEIGHTS = ((1.0, 0.0, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0), (1.5, -0.5, 0.0, 0.0),
+                 (23 / 12, -16 / 12, 5 / 12, 0.0), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+
+def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
+         skip_prk_steps=False, set_alpha_to_one=False, prediction_type="epsilon", timestep_spacing="leading",
+         steps_offset=0):
+    """Pseudo linear multistep PLMS (Liu et al. 2022, PNDM eqs. 9, 12), the SD 1.x default."""
+    _check_pred(prediction_type, ("epsilon", "v_prediction"), "PNDMScheduler")
+    if not skip_prk_steps:
+        raise ValueError("PNDMScheduler: skip_prk_steps=False (Runge-Kutta warm-up) is not implemented; "
+                         "msdiff implements the PLMS variant (skip_prk_steps=True) that Stable Diffusion uses")
+    S.spaced_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, False)
+    final = _f32(1.0) if set_alpha_to_one else acp[0]
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        base = S.spaced_timesteps(timestep_spacing, n, T, steps_offset)[::-1]
+        ts = np.concatenate([base[:-1], base[-2:-1], base[-1:]])[::-1].astype(np.int64)
+        rows, noise_t = [], []
+        for k, t in enumerate(ts[start:]):
+            t_eff, t_prev = (t + T // n, t) if k == 1 else (t, t - T // n)
+            a = np.float64(acp[t_eff])
+            a_prev = np.float64(acp[t_prev] if t_prev >= 0 else final)
+            b, b_prev = 1 - a, 1 - a_prev
+            denom = a * np.sqrt(b_prev) + np.sqrt(a * b * a_prev)
+            pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
+            w = _PLMS_WEIGHTS[min(k, 4)]
+            push, from_cur, save = float(k != 1), float(k == 1), float(k == 0)
+            rows.append([*pred, *w, np.sqrt(a_prev / a), (a_prev - a) / denom, push, from_cur, save])
+            noise_t.append(t)
+        m = len(rows)
+        return Schedule(timesteps=ts[start:], sigmas=None, init_noise_sigma=1.0, input_div=np.ones(m, _f32),
+                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=np.zeros(m, bool),
+                        noise_level=_vp_noise_level(acp[np.asarray(noise_t, np.int64)]), num_inference_steps=n)
+
+    def init_state(x):
+        z = ops.zeros_like(x)
+        return (z, z, z, z)
+
+    def step(x, out, state, c, noise):
+        e1, e2, e3, cur = state
+        mixed = c[4] * out + c[5] * e1 + c[6] * e2 + c[7] * e3
+        base = c[11] * x + c[12] * cur
+        _, eps = to_x0_eps(mixed, base, c)
+        x_prev = c[8] * base - c[9] * eps
+        keep = 1 - c[10]
+        new_state = (c[10] * out + keep * e1, c[10] * e1 + keep * e2, c[10] * e2 + keep * e3,
+                     c[13] * x + (1 - c[13]) * cur)
+        return x_prev, new_state
+
+    return Sampler("pndm", make_schedule, step, init_state, T, 1, False)
+
+
+def lcm(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        trained_betas=None, original_inference_steps=50, clip_sample=False, clip_sample_range=1.0,
+        set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon", thresholding=False,
+        dynamic_thresholding_ratio=0.995, sample_max_value=1.0, timestep_spacing="leading", timestep_scaling=10.0,
+        rescale_betas_zero_snr=False):
+    """Latent consistency model multistep sampling (Luo et al. 2023, Algorithm 3)."""
+    _check_pred(prediction_type, ("epsilon", "v_prediction", "sample"), "LCMScheduler")
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
+    final = _f32(1.0) if set_alpha_to_one else acp[0]
+    T = num_train_timesteps
+    if original_inference_steps > T:
+        raise ValueError(f"LCMScheduler: original_inference_steps {original_inference_steps} > {T}")
+
+    def make_schedule(n, start):
+        k = T // original_inference_steps
+        origin = np.asarray(list(range(1, original_inference_steps + 1))) * k - 1
+        if n > original_inference_steps or len(origin) // n < 1:
+            raise ValueError(f"LCMScheduler: num_inference_steps {n} must be <= original_inference_steps "
+                             f"{original_inference_steps}")
+        origin = origin[::-1].copy()
+        idx = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
+        ts = origin[idx].astype(np.int64)
+        prev = np.concatenate([ts[1:], ts[-1:]])
+        a = acp[ts].astype(np.float64)
+        a_prev = np.where(prev >= 0, acp[np.maximum(prev, 0)], final).astype(np.float64)
+        st = ts.astype(_f32) * _f32(timestep_scaling)
+        c_skip = (_f32(0.25) / (st * st + _f32(0.25))).astype(np.float64)
+        c_out = (st / np.sqrt(st * st + _f32(0.25))).astype(np.float64)
+        last = np.arange(n) == n - 1
+        mix_a = np.where(last, 1.0, np.sqrt(a_prev))
+        mix_b = np.where(last, 0.0, np.sqrt(1 - a_prev))
+        pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(1 - a))
+        coefs = np.concatenate([pred, np.stack([c_out, c_skip, mix_a, mix_b], -1)], -1)
+        return _schedule(ts, coefs, ~last, _vp_noise_level(acp[ts]), n, start)
+
+    def step(x, out, state, c, noise):
+        x0, _ = to_x0_eps(out, x, c)
+        x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
+        denoised = c[4] * x0 + c[5] * x
+        return c[6] * denoised + c[7] * noise, state
+
+    return Sampler("lcm", make_schedule, step, _no_state, T, 1, True)
+

@@ -1,0 +1,60 @@
+"""Shared helpers of the sampler tests: fixture loading and the analytic model."""
+import json
+from pathlib import Path
+
+import numpy as np
+from mindspore import Tensor, ops
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samplers"
+CASES = sorted(p.stem for p in FIXTURES.glob("*.npz"))
+TRAJ_STEPS = (3, 10, 25)
+
+
+def load(name):
+    """The fixture arrays, config dict and step kwargs of one case."""
+    z = dict(np.load(FIXTURES / f"{name}.npz"))
+    return z, json.loads(str(z["config"])), json.loads(str(z["step_kwargs"]))
+
+
+def analytic_model(learned=False):
+    """model(x, t) = tanh(0.5 x + t/1000) (+ predicted-variance channels), as the fixture script."""
+    def model(x, t):
+        out = ops.tanh(0.5 * x + t / 1000)
+        if learned:
+            out = ops.concat([out, 0.5 + 0.25 * ops.tanh(x)], axis=1)
+        return out
+
+    return model
+
+
+def rel_l2(a, b):
+    """Relative L2 error of a against the reference b."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def max_rel(a, b):
+    """Max abs error of a against the reference b, relative to b's largest magnitude."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    err = float(np.abs(a - b).max()) if b.size else 0.0
+    return err / scale if scale > 0 else err
+
+
+def run(sampler, schedule, z, n, learned, jit=False):
+    """Trajectory (every call's sample) of the analytic model from the fixture latent."""
+    x = Tensor(z["latent"]) * Tensor(np.float32(schedule.init_noise_sigma))
+    noise = z.get(f"noise_{n}")
+    noise_fn = None if noise is None else (lambda i: Tensor(noise[i]))
+    steps = []
+    from msdiff.samplers import sample_steps
+    for _, x in sample_steps(sampler, schedule, analytic_model(learned), x, noise_fn, jit=jit):
+        steps.append(x.asnumpy())
+    return np.stack(steps)
+
+
+def compile_count():
+    """Graphs compiled so far by mindspore.jit (its compile cache holds one phase per compilation)."""
+    from mindspore.graph import api
+    return len(api.ms_compile_cache)
