@@ -147,6 +147,11 @@ def test_transformers_architectures_name_the_class(tmp_path):
     assert isinstance(msdiff.load(folder), TinyNet)
 
 
+def test_config_without_a_class_name(tmp_path):
+    with pytest.raises(LoadError, match="names no model class"):
+        msdiff.load(write_folder(tmp_path / "m", config={"width": 4}))
+
+
 def test_unsupported_architecture_key_is_an_error_naming_it(tmp_path):
     folder = write_folder(tmp_path / "m", config={"_class_name": "TinyNet", "norm_type": "ada"})
     with pytest.raises(LoadError, match="norm_type"):
@@ -158,6 +163,13 @@ def test_missing_config_names_the_folder(tmp_path):
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointNotFoundError, match=rf"no config.json in {folder}"):
         msdiff.load(folder)
+
+
+def test_pipeline_root_given_to_load_points_to_load_pipeline(tmp_path):
+    write_folder(tmp_path / "pipe" / "unet")
+    (tmp_path / "pipe" / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "TinyNet"]}))
+    with pytest.raises(CheckpointNotFoundError, match="pipeline folder: use msdiff.load_pipeline.*one of unet"):
+        msdiff.load(tmp_path / "pipe")
 
 
 def test_missing_folder_and_subfolder(tmp_path):

@@ -33,8 +33,13 @@ def read_config(folder: "str | os.PathLike", name: str = "config.json") -> dict:
     """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent)."""
     path = Path(folder) / name
     if not path.is_file():
+        hint = ""
+        if name == "config.json" and (Path(folder) / "model_index.json").is_file():
+            subfolders = sorted(p.parent.name for p in Path(folder).glob("*/config.json"))
+            hint = (f" ({folder} is a pipeline folder: use msdiff.load_pipeline, or pass subfolder= one of "
+                    f"{', '.join(subfolders)})")
         raise CheckpointNotFoundError(f"no {name} in {folder}; a diffusers/transformers component folder "
-                                      f"holds {name} next to its *.safetensors weights")
+                                      f"holds {name} next to its *.safetensors weights{hint}")
     try:
         config = json.loads(path.read_text())
     except ValueError as e:
@@ -56,7 +61,12 @@ def class_name_of(config: dict, path: "str | os.PathLike" = "config.json") -> st
 
 def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, *, dtype="float32",
          variant: Optional[str] = None) -> nn.Cell:
-    """Build the msdiff net named by config.json and fill it, strictly, from the folder's safetensors."""
+    """Build the msdiff net named by config.json and fill it, strictly, from the folder's safetensors.
+
+    `path_or_repo_id`: a local folder, or a hub repo id already in the huggingface_hub cache (never
+    downloaded). `dtype`: "float32" | "float16" | "bfloat16" (not on CPU); tensors are cast as they
+    load. `variant`: e.g. "fp16" reads diffusion_pytorch_model.fp16.safetensors / model.fp16.safetensors.
+    """
     compute_dtype = parse_dtype(dtype)
     folder = resolve_folder(path_or_repo_id, subfolder)
     config_path = folder / "config.json"
