@@ -133,12 +133,13 @@ def test_fir_resampling(kernel, with_conv):
     assert_close(ops.upsample_fir(Tensor(x), tw, kernel, factor=2, gain=0.5), R.upsample_fir(x, w, kernel, 2, 0.5))
 
 
-@pytest.mark.parametrize("size, scale", [((10, 14), None), ((7, 9), None), ((3, 4), None), (None, 2.0),
-                                         (None, 1.5), (None, (2.3, 0.5))])
-@pytest.mark.parametrize("mode, align", [("nearest", False), ("bilinear", False), ("bilinear", True)])
+INTERP_MODES = [("nearest", False), ("bilinear", False), ("bilinear", True)]
+INTERP_CASES = ([(size, None, m, a) for size in ((10, 14), (7, 9), (3, 4)) for m, a in INTERP_MODES]
+                + [(None, scale, m, False) for scale in (2.0, 1.5, (2.3, 0.5)) for m in ("nearest", "bilinear")])
+
+
+@pytest.mark.parametrize("size, scale, mode, align", INTERP_CASES)
 def test_interpolate(size, scale, mode, align):
-    if scale is not None and align:
-        pytest.skip("align_corners with scale_factor is covered by the size cases")
     x = rand(2, 3, 5, 7)
     sf = None if scale is None else (scale if isinstance(scale, tuple) else (scale, scale))
     out = size or (int(np.floor(5 * sf[0])), int(np.floor(7 * sf[1])))

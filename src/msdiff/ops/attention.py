@@ -12,9 +12,21 @@ from . import _backend
 from ._checks import check
 
 
+_BMM_NT = ops.BatchMatMul(transpose_b=True)
+
+
+def _q_kt(q, k):
+    """q @ k^T without materialising k^T (a transposed copy costs more than the product on CPU)."""
+    if q.ndim >= 3 and q.shape[:-2] == k.shape[:-2]:
+        return _BMM_NT(q, k)
+    return ops.matmul(q, k.swapaxes(-1, -2))
+
+
 def _scores_softmax_v(q, k, v, mask, scale):
-    scores = ops.matmul(q, k.swapaxes(-1, -2))
-    scores = (scores if scores.dtype == ms.float32 else scores.astype(ms.float32)) * scale
+    if q.dtype == ms.float32:
+        scores = _q_kt(q * scale, k)
+    else:
+        scores = _q_kt(q, k).astype(ms.float32) * scale
     if mask is not None:
         if mask.dtype == ms.bool_:
             scores = ops.masked_fill(scores, ops.logical_not(mask), float("-inf"))

@@ -5,13 +5,28 @@ import mindspore as ms
 import numpy as np
 from jaxtyping import Float
 from mindspore import Tensor, ops
+from mindspore.ops import constexpr
 
 
-def _split(a: Tensor) -> tuple:
-    """Veltkamp split of fp32 a into 12-bit halves, so products of halves are exact in fp32."""
-    c = a * 4097.0
+def _split(a):
+    """Veltkamp split of fp32 a (Tensor or float32 array) into 12-bit halves; products of halves are exact."""
+    c = a * np.float32(4097.0)
     hi = c - (c - a)
     return hi, a - hi
+
+
+@constexpr
+def _frequencies(half: int, shift: float, scale: float, max_period: float) -> tuple:
+    """Host-side float64 frequencies as fp32 (hi, lo) and the hi part's Veltkamp halves, as lists.
+
+    constexpr: evaluated by Python even under mindspore.jit, whose constant folding is not float64.
+    """
+    exponent = -math.log(max_period) * np.arange(half, dtype=np.float64) / (half - shift)
+    freqs = np.exp(exponent) * scale
+    f_hi = freqs.astype(np.float32)
+    f_lo = (freqs - f_hi.astype(np.float64)).astype(np.float32)
+    g_hi, g_lo = _split(f_hi)
+    return tuple(tuple(float(v) for v in a) for a in (f_hi, f_lo, g_hi, g_lo))
 
 
 def timestep_embedding(timesteps: Float[Tensor, "b"], dim: int, flip_sin_to_cos: bool = False,
@@ -22,18 +37,13 @@ def timestep_embedding(timesteps: Float[Tensor, "b"], dim: int, flip_sin_to_cos:
     The phase t * freq is carried as an fp32 pair (Dekker's exact product), so sin/cos of phases
     up to ~1000 are accurate to fp32 rounding of the result, not of the phase (plain fp32: ~3e-5).
     """
-    half = dim // 2
-    exponent = -math.log(max_period) * np.arange(half, dtype=np.float64) / (half - downscale_freq_shift)
-    freqs = np.exp(exponent) * scale
-    f_hi = freqs.astype(np.float32)
-    f_lo = (freqs - f_hi.astype(np.float64)).astype(np.float32)
+    f_hi, f_lo, g_hi, g_lo = (Tensor(np.array(f, np.float32).reshape(1, -1))
+                              for f in _frequencies(dim // 2, downscale_freq_shift, scale, max_period))
     t = timesteps.astype(ms.float32).reshape(-1, 1)
-    fh = Tensor(f_hi.reshape(1, -1))
-    phase = t * fh
+    phase = t * f_hi
     t_hi, t_lo = _split(t)
-    g_hi, g_lo = _split(fh)
     err = ((t_hi * g_hi - phase) + t_hi * g_lo + t_lo * g_hi) + t_lo * g_lo
-    lo = err + t * Tensor(f_lo.reshape(1, -1))
+    lo = err + t * f_lo
     s, c = ops.sin(phase), ops.cos(phase)
     sin, cos = s + lo * c, c - lo * s
     emb = ops.cat((cos, sin), axis=-1) if flip_sin_to_cos else ops.cat((sin, cos), axis=-1)
