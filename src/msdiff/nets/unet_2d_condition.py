@@ -1,0 +1,232 @@
+"""UNet2DConditionModel of Stable Diffusion 1.x / 2.x / XL (base, refiner), inpainting, InstructPix2Pix and LCM.
+
+The parameter tree has diffusers' names, so `map_weights` is the identity. Attention softmax is
+always fp32 (msdiff.ops.attention), which makes `upcast_attention` a no-op kept only in the config.
+"""
+from dataclasses import dataclass, fields
+from typing import Optional, Tuple, Union
+
+import mindspore as ms
+from jaxtyping import Float
+from mindspore import Tensor, nn
+from mindspore import ops as mops
+
+from ..blocks.embeddings import TimestepEmbedding, Timesteps
+from ..blocks.layers import Conv2d, GroupNorm
+from ..blocks.unet_2d_blocks import (CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn,
+                                     UpBlock2D)
+from .. import ops
+
+IntOrTuple = Union[int, Tuple]
+
+
+@dataclass(frozen=True)
+class UNet2DConditionConfig:
+    """The architecture-defining fields of diffusers' UNet2DConditionModel config (diffusers' defaults)."""
+
+    sample_size: Optional[IntOrTuple] = None
+    in_channels: int = 4
+    out_channels: int = 4
+    center_input_sample: bool = False
+    flip_sin_to_cos: bool = True
+    freq_shift: float = 0
+    down_block_types: Tuple[str, ...] = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                         "DownBlock2D")
+    mid_block_type: str = "UNetMidBlock2DCrossAttn"
+    up_block_types: Tuple[str, ...] = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
+    only_cross_attention: Union[bool, Tuple[bool, ...]] = False
+    block_out_channels: Tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: IntOrTuple = 2
+    downsample_padding: int = 1
+    mid_block_scale_factor: float = 1.0
+    norm_num_groups: int = 32
+    norm_eps: float = 1e-5
+    cross_attention_dim: IntOrTuple = 1280
+    transformer_layers_per_block: IntOrTuple = 1
+    reverse_transformer_layers_per_block: Optional[Tuple] = None
+    attention_head_dim: IntOrTuple = 8
+    use_linear_projection: bool = False
+    upcast_attention: bool = False
+    resnet_time_scale_shift: str = "default"
+    time_embedding_dim: Optional[int] = None
+    time_cond_proj_dim: Optional[int] = None
+    addition_embed_type: Optional[str] = None
+    addition_time_embed_dim: Optional[int] = None
+    projection_class_embeddings_input_dim: Optional[int] = None
+    conv_in_kernel: int = 3
+    conv_out_kernel: int = 3
+
+
+# key -> the values msdiff implements; any other value changes the architecture and is refused.
+_FIXED = {
+    "act_fn": ("silu", "swish"), "class_embed_type": (None,), "num_class_embeds": (None,),
+    "class_embeddings_concat": (False,), "encoder_hid_dim": (None,), "encoder_hid_dim_type": (None,),
+    "time_embedding_type": ("positional",), "time_embedding_act_fn": (None,), "timestep_post_act": (None,),
+    "attention_type": ("default",), "cross_attention_norm": (None,), "dual_cross_attention": (False,),
+    "num_attention_heads": (None,), "addition_embed_type": (None, "text_time"),
+    "mid_block_type": ("UNetMidBlock2DCrossAttn",), "resnet_time_scale_shift": ("default", "scale_shift"),
+}
+# keys that only matter for block types msdiff refuses anyway, or not at inference.
+_IGNORED = {"dropout", "resnet_skip_time_act", "resnet_out_scale_factor", "mid_block_only_cross_attention",
+            "addition_embed_type_num_heads"}
+_DOWN = {"DownBlock2D": DownBlock2D, "CrossAttnDownBlock2D": CrossAttnDownBlock2D}
+_UP = {"UpBlock2D": UpBlock2D, "CrossAttnUpBlock2D": CrossAttnUpBlock2D}
+
+
+def _tuplify(v):
+    return tuple(_tuplify(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def config_from_diffusers(d: dict) -> UNet2DConditionConfig:
+    """UNet2DConditionConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
+    names = {f.name for f in fields(UNet2DConditionConfig)}
+    kwargs = {}
+    for key, value in d.items():
+        if key.startswith("_") or key in _IGNORED:
+            continue
+        if key in _FIXED and _tuplify(value) not in _FIXED[key]:
+            raise ValueError(f"UNet2DConditionModel: config {key}={value!r} is not supported by msdiff "
+                             f"(supported: {_FIXED[key]})")
+        if key in names:
+            kwargs[key] = _tuplify(value)
+        elif key not in _FIXED:
+            raise ValueError(f"UNet2DConditionModel: unknown config key {key!r}={value!r}")
+    cfg = UNet2DConditionConfig(**kwargs)
+    for t in cfg.down_block_types + cfg.up_block_types:
+        if t not in _DOWN and t not in _UP:
+            raise ValueError(f"UNet2DConditionModel: block type {t!r} is not supported by msdiff")
+    if cfg.norm_num_groups is None:
+        raise ValueError("UNet2DConditionModel: norm_num_groups=None is not supported by msdiff")
+    if cfg.addition_embed_type == "text_time" and not (cfg.addition_time_embed_dim
+                                                       and cfg.projection_class_embeddings_input_dim):
+        raise ValueError("UNet2DConditionModel: addition_embed_type 'text_time' needs addition_time_embed_dim "
+                         "and projection_class_embeddings_input_dim")
+    return cfg
+
+
+def map_weights(key: str) -> str:
+    """diffusers state-dict key -> msdiff parameter name (identity: the trees match)."""
+    return key
+
+
+def _per_block(value, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+class UNet2DConditionModel(nn.Cell):
+    """Noise-prediction UNet: unet(sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None,
+    timestep_cond=None) -> eps (or v), a Tensor shaped like sample (out_channels)."""
+
+    def __init__(self, config: UNet2DConditionConfig, dtype=ms.float32):
+        super().__init__()
+        c = self.config = config
+        self.compute_dtype = dtype
+        n = len(c.down_block_types)
+        boc = c.block_out_channels
+        # diffusers names the per-block head count `attention_head_dim` (its issue #2011).
+        heads = _per_block(c.attention_head_dim, n)
+        cross = _per_block(c.cross_attention_dim, n)
+        layers = _per_block(c.layers_per_block, n)
+        depth = _per_block(c.transformer_layers_per_block, n)
+        only_cross = _per_block(c.only_cross_attention, n)
+        groups, eps, shift = c.norm_num_groups, c.norm_eps, c.resnet_time_scale_shift
+
+        self.conv_in = Conv2d(c.in_channels, boc[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2,
+                              dtype=dtype)
+        temb = c.time_embedding_dim or boc[0] * 4
+        self.time_proj = Timesteps(boc[0], c.flip_sin_to_cos, c.freq_shift)
+        self.time_embedding = TimestepEmbedding(boc[0], temb, cond_proj_dim=c.time_cond_proj_dim, dtype=dtype)
+        self.add_time_proj = self.add_embedding = None
+        if c.addition_embed_type == "text_time":
+            self.add_time_proj = Timesteps(c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
+            self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype)
+
+        down = []
+        out_ch = boc[0]
+        for i, kind in enumerate(c.down_block_types):
+            in_ch, out_ch = out_ch, boc[i]
+            common = dict(num_layers=layers[i], resnet_eps=eps, resnet_time_scale_shift=shift, resnet_groups=groups,
+                          add_downsample=i < n - 1, downsample_padding=c.downsample_padding, dtype=dtype)
+            if kind == "CrossAttnDownBlock2D":
+                common.update(transformer_layers_per_block=depth[i], num_attention_heads=heads[i],
+                              cross_attention_dim=cross[i], use_linear_projection=c.use_linear_projection,
+                              only_cross_attention=only_cross[i])
+            down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
+        self.down_blocks = nn.CellList(down)
+
+        self.mid_block = UNetMidBlock2DCrossAttn(
+            boc[-1], temb, transformer_layers_per_block=depth[-1], num_attention_heads=heads[-1],
+            cross_attention_dim=cross[-1], resnet_eps=eps, resnet_time_scale_shift=shift, resnet_groups=groups,
+            output_scale_factor=c.mid_block_scale_factor, use_linear_projection=c.use_linear_projection,
+            dtype=dtype)
+
+        rev = tuple(reversed(boc))
+        rev_depth = c.reverse_transformer_layers_per_block or tuple(reversed(depth))
+        up = []
+        out_ch = rev[0]
+        for i, kind in enumerate(c.up_block_types):
+            prev_ch, out_ch, in_ch = out_ch, rev[i], rev[min(i + 1, n - 1)]
+            common = dict(num_layers=layers[n - 1 - i] + 1, resnet_eps=eps, resnet_time_scale_shift=shift,
+                          resnet_groups=groups, add_upsample=i < n - 1, dtype=dtype)
+            if kind == "CrossAttnUpBlock2D":
+                common.update(transformer_layers_per_block=rev_depth[i], num_attention_heads=heads[n - 1 - i],
+                              cross_attention_dim=cross[n - 1 - i], use_linear_projection=c.use_linear_projection,
+                              only_cross_attention=only_cross[n - 1 - i])
+            up.append(_UP[kind](in_ch, prev_ch, out_ch, temb, **common))
+        self.up_blocks = nn.CellList(up)
+        self.num_upsamplers = n - 1
+
+        self.conv_norm_out = GroupNorm(groups, boc[0], eps=eps, dtype=dtype)
+        self.conv_out = Conv2d(boc[0], c.out_channels, c.conv_out_kernel, padding=(c.conv_out_kernel - 1) // 2,
+                               dtype=dtype)
+
+    def _time_embedding(self, timestep, b: int, text_embeds, time_ids, timestep_cond) -> Tensor:
+        if isinstance(timestep, Tensor):
+            t = timestep.astype(ms.float32).reshape(-1)
+        else:
+            t = mops.fill(ms.float32, (1,), timestep)
+        if t.shape[0] != b:
+            t = t.broadcast_to((b,))
+        cond = None if timestep_cond is None else timestep_cond.astype(self.compute_dtype)
+        emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype), cond)
+        if self.add_embedding is not None:
+            if text_embeds is None or time_ids is None:
+                raise ValueError("UNet2DConditionModel: addition_embed_type 'text_time' needs text_embeds and "
+                                 "time_ids")
+            time_embeds = self.add_time_proj(time_ids.reshape(-1)).reshape(text_embeds.shape[0], -1)
+            added = mops.cat((text_embeds.astype(ms.float32), time_embeds), axis=-1).astype(self.compute_dtype)
+            emb = emb + self.add_embedding(added)
+        return emb
+
+    def construct(self, sample: Float[Tensor, "b c h w"], timestep, encoder_hidden_states: Float[Tensor, "b n d"],
+                  text_embeds: Float[Tensor, "b e"] = None, time_ids: Float[Tensor, "b k"] = None,
+                  timestep_cond: Float[Tensor, "b p"] = None) -> Float[Tensor, "b o h w"]:
+        sample = sample.astype(self.compute_dtype)
+        context = encoder_hidden_states.astype(self.compute_dtype)
+        b, _, h, w = sample.shape
+        factor = 2 ** self.num_upsamplers
+        forward_upsample_size = h % factor != 0 or w % factor != 0
+        if self.config.center_input_sample:
+            sample = 2 * sample - 1.0
+        emb = self._time_embedding(timestep, b, text_embeds, time_ids, timestep_cond)
+
+        # down path: every resnet/attention output and downsample is a skip
+        sample = self.conv_in(sample)
+        skips = (sample,)
+        for i in range(len(self.down_blocks)):
+            sample, res = self.down_blocks[i](sample, emb, context)
+            skips = skips + res
+        sample = self.mid_block(sample, emb, context)
+
+        # up path: each up block eats as many skips as it has resnets
+        for i in range(len(self.up_blocks)):
+            block = self.up_blocks[i]
+            k = len(block.resnets)
+            res, skips = skips[len(skips) - k:], skips[:len(skips) - k]
+            size = None
+            if forward_upsample_size and i < len(self.up_blocks) - 1:
+                size = skips[-1].shape[2:]
+            sample = block(sample, res, emb, context, size)
+
+        sample = ops.silu(self.conv_norm_out(sample))
+        return self.conv_out(sample)
