@@ -38,18 +38,42 @@ def _upfirdn2d_fp32(x: Tensor, kernel, up: int, down: int, pad: tuple) -> Tensor
     oh = (x.shape[2] - kh) // down + 1
     ow = (x.shape[3] - kw) // down + 1
     check(oh > 0 and ow > 0, "upfirdn2d", f"kernel {kh}x{kw} larger than the padded input {tuple(x.shape[2:])}")
-    y = None
+    kf = k[::-1, ::-1] if not isinstance(k, Tensor) else ops.flip(k, (0, 1))
+    factors = None if isinstance(k, Tensor) else _separable(kf)
+    if factors is not None:
+        # Rank-1 kernel (all of diffusers' FIR kernels): a vertical then a horizontal pass.
+        col, row = factors
+        t = _taps_sum(x, [(float(col[i]), i, 0) for i in range(kh)], oh, x.shape[3], down, 1)
+        return _taps_sum(t, [(float(row[j]), 0, j) for j in range(kw)], oh, ow, 1, down)
+    taps = []
     for i in range(kh):
         for j in range(kw):
-            tap = k[kh - 1 - i, kw - 1 - j]
-            if not isinstance(tap, Tensor):
-                tap = float(tap)
-                if tap == 0.0:
-                    continue
-            term = x[:, :, i:i + (oh - 1) * down + 1:down, j:j + (ow - 1) * down + 1:down] * tap
-            y = term if y is None else y + term
+            taps.append((kf[i, j] if isinstance(kf, Tensor) else float(kf[i, j]), i, j))
+    return _taps_sum(x, taps, oh, ow, down, down)
+
+
+def _separable(k: np.ndarray):
+    """(col, row) with outer(col, row) == k up to fp32 rounding, or None."""
+    i0, j0 = np.unravel_index(np.argmax(np.abs(k)), k.shape)
+    if k[i0, j0] == 0:
+        return None
+    col = k[:, j0].astype(np.float64)
+    row = k[i0, :].astype(np.float64) / float(k[i0, j0])
+    if np.abs(np.outer(col, row) - k).max() > 1e-6 * np.abs(k).max():
+        return None
+    return col.astype(np.float32), row.astype(np.float32)
+
+
+def _taps_sum(x: Tensor, taps: list, oh: int, ow: int, sh: int, sw: int) -> Tensor:
+    """sum over (tap, i, j) of tap * x[:, :, i::sh, j::sw] cropped to [oh, ow]; zero taps skipped."""
+    y = None
+    for tap, i, j in taps:
+        if not isinstance(tap, Tensor) and tap == 0.0:
+            continue
+        term = x[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] * tap
+        y = term if y is None else y + term
     if y is None:
-        y = ops.zeros((b, c, oh, ow), ms.float32)
+        y = ops.zeros((x.shape[0], x.shape[1], oh, ow), ms.float32)
     return y
 
 
