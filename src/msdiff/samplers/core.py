@@ -19,7 +19,7 @@ class Schedule:
     timesteps: the timestep the net sees at call i (diffusers' `scheduler.timesteps`).
     sigmas: diffusers' `scheduler.sigmas` (None for samplers without one).
     input_div: the net input is x / input_div[i] (diffusers' `scale_model_input`).
-    coefs: float32 rows (n, k) fed to the step function; the first 4 columns convert the net output.
+    coefs: float32 rows (n, k) fed to the step function; the first 6 columns convert the net output.
     needs_noise: call i consumes a fresh standard-normal tensor.
     noise_level: rows (a, b): a sample at call i is a*x0 + b*noise (`add_noise`).
     """
@@ -119,7 +119,7 @@ def sample_steps(sampler: Sampler, schedule: Schedule, model: Callable, x: Float
                  noise: NoiseSource = None, jit: bool = False) -> Iterator[Tuple[int, Tensor]]:
     """Run the sampler, yielding (i, x) after every model call; model(x_in, t) returns the raw net output."""
     step = jit_step(sampler) if jit else sampler.step
-    wrap = ms.mutable if jit else (lambda v: v)
+    wrap = ms.mutable if jit else tuple
     state = sampler.init_state(x)
     rows = schedule.rows()
     zeros = None
@@ -132,7 +132,7 @@ def sample_steps(sampler: Sampler, schedule: Schedule, model: Callable, x: Float
             else:
                 zeros = ops.zeros_like(x) if zeros is None else zeros
                 nz = zeros
-        x, state = step(x, out, wrap(tuple(state)), rows[i], nz)
+        x, state = step(x, out, wrap(tuple(state)) if state else (), rows[i], nz)
         yield i, x
 
 

@@ -3,8 +3,8 @@
 A net predicts eps, v or x0 ("epsilon", "v_prediction", "sample", "flow_prediction"). Every
 sampler state x is a linear mix x = alpha*x0 + sigma*eps (alpha=1 for k-diffusion samplers,
 alpha=1-sigma for flow matching), so the conversion is the same linear map for all samplers:
-a per-step row (px, pm, qx, qm) with x0 = px*x + pm*out and eps = qx*x + qm*out, tabulated once
-by `prediction_coefficients` and applied inside each step by `to_x0_eps`.
+a per-step row (px, pm, pd, qx, qm, qd) with x0 = (px*x + pm*out)/pd and eps = (qx*x + qm*out)/qd,
+tabulated once by `prediction_coefficients` and applied inside each step by `to_x0_eps`.
 """
 from typing import Callable
 
@@ -17,20 +17,25 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")
 
 
 def prediction_coefficients(prediction_type: str, alpha, sigma) -> np.ndarray:
-    """Rows (px, pm, qx, qm) mapping a net output to (x0, eps) for x = alpha*x0 + sigma*eps."""
+    """Rows (px, pm, pd, qx, qm, qd): x0 = (px*x + pm*out)/pd, eps = (qx*x + qm*out)/qd for x = alpha*x0 + sigma*eps.
+
+    The numerator/denominator split reproduces diffusers' operation order (e.g. (x - sigma*eps)/alpha),
+    which matters where x0 is a small difference of large terms.
+    """
     a = np.asarray(alpha, np.float64)
     s = np.asarray(sigma, np.float64)
+    one, zero = np.ones_like(a), np.zeros_like(a)
     with np.errstate(divide="ignore", invalid="ignore"):
         if prediction_type == "epsilon":
-            rows = [1 / a, -s / a, np.zeros_like(a), np.ones_like(a)]
+            rows = [one, -s, a, zero, one, one]
         elif prediction_type == "sample":
-            rows = [np.zeros_like(a), np.ones_like(a), np.where(s > 0, 1 / s, 0.0), np.where(s > 0, -a / s, 0.0)]
+            rows = [zero, one, one, one, -a, np.where(s > 0, s, 1.0)]
         elif prediction_type == "v_prediction":
             r2 = a * a + s * s
             r = np.sqrt(r2)
-            rows = [a / r2, -s / r, s / r2, a / r]
+            rows = [a / r2, -s / r, one, s / r2, a / r, one]
         elif prediction_type == "flow_prediction":
-            rows = [np.ones_like(a), -s, np.ones_like(a), a]
+            rows = [one, -s, one, one, a, one]
         else:
             raise ValueError(f"unsupported prediction_type {prediction_type!r}: use one of {PREDICTION_TYPES}")
     return np.stack(rows, axis=-1)
@@ -38,7 +43,7 @@ def prediction_coefficients(prediction_type: str, alpha, sigma) -> np.ndarray:
 
 def to_x0_eps(out: Tensor, x: Tensor, k: Tensor):
     """(x0, eps) from the net output and sample with a `prediction_coefficients` row k."""
-    return k[0] * x + k[1] * out, k[2] * x + k[3] * out
+    return (k[0] * x + k[1] * out) / k[2], (k[3] * x + k[4] * out) / k[5]
 
 
 def threshold(x0: Float[Tensor, "b ..."], ratio: float, max_value: float) -> Float[Tensor, "b ..."]:

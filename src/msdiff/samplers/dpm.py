@@ -43,6 +43,7 @@ def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type,
             near = np.abs(ts - np.round(ts)) < 1e-6
             ts = np.where(near, np.round(ts), ts)
         ts = ts.astype(np.int64)
+    S.check_decreasing(sig)
     if final_sigmas_type == "sigma_min":
         final = np.sqrt((_f32(1) - acp[0]) / acp[0])
     elif final_sigmas_type == "zero":
@@ -139,9 +140,9 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
         x0, _ = to_x0_eps(out, x, c)
         if thresholding:
             x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
-        x_next = c[4] * x + c[5] * x0 + c[6] * (x0 - state[0])
+        x_next = c[6] * x + c[7] * x0 + c[8] * (x0 - state[0])
         if noise is not None:
-            x_next = x_next + c[7] * noise
+            x_next = x_next + c[9] * noise
         return x_next, (x0,)
 
     return Sampler("dpm_solver_multistep", make_schedule, step, init_state, T, 1, sde)

@@ -45,6 +45,7 @@ def discrete_sigmas(acp, n, spacing, T, steps_offset=0, interpolation_type="line
         sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[sigma_kind](
             lo, hi, n)
         ts = S.sigma_to_t(sig, log_sigmas)
+    S.check_decreasing(sig)
     return ts, sig
 
 
@@ -132,8 +133,8 @@ def euler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_sched
 
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
-        derivative = (x - x0) / c[4]
-        return x + derivative * c[5], state
+        derivative = (x - x0) / c[6]
+        return x + derivative * c[7], state
 
     return Sampler("euler", make_schedule, step, _no_state, T, 1, False)
 
@@ -159,8 +160,8 @@ def euler_ancestral(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, 
 
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
-        derivative = (x - x0) / c[4]
-        return x + derivative * c[5] + noise * c[6], state
+        derivative = (x - x0) / c[6]
+        return x + derivative * c[7] + noise * c[8], state
 
     return Sampler("euler_ancestral", make_schedule, step, _no_state, T, 1, True)
 
@@ -199,10 +200,10 @@ def heun(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sche
         x0, _ = to_x0_eps(out, x, c)
         if clip_sample:
             x0 = ops.clamp(x0, -clip_sample_range, clip_sample_range)
-        d = (x - x0) / c[4]
-        f = c[6]
+        d = (x - x0) / c[6]
+        f = c[8]
         derivative = f * d + (1 - f) * ((d_prev + d) / 2)
         base = f * x + (1 - f) * x_saved
-        return base + derivative * c[5], (d, x)
+        return base + derivative * c[7], (d, x)
 
     return Sampler("heun", make_schedule, step, _two_stage_state, T, 2, False)

@@ -95,9 +95,9 @@ def check_steps(n: int, num_train_timesteps: int) -> None:
 
 
 def check_decreasing(sigmas: np.ndarray) -> None:
-    """Raise ValueError unless the sigma schedule is strictly decreasing (a final repeat of 0 excluded)."""
+    """Raise ValueError unless the sigmas the steps start from are strictly decreasing and positive."""
     s = np.asarray(sigmas, dtype=np.float64)
-    if s.ndim != 1 or s.size < 2 or not np.all(np.diff(s) < 0):
+    if s.ndim != 1 or s.size < 1 or not np.all(np.diff(s) < 0) or not np.all(s > 0):
         raise ValueError(f"sigma schedule must be strictly decreasing, got {s.tolist()}")
 
 

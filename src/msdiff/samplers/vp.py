@@ -77,9 +77,9 @@ def ddim(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
     def step(x, out, state, c, noise):
         x0, eps = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        x_prev = c[4] * x0 + c[5] * eps
+        x_prev = c[6] * x0 + c[7] * eps
         if noise is not None:
-            x_prev = x_prev + c[6] * noise
+            x_prev = x_prev + c[8] * noise
         return x_prev, state
 
     return Sampler("ddim", make_schedule, step, _no_state, T, 1, eta > 0)
@@ -132,14 +132,14 @@ def ddpm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
             out = out[:, :ch]
         x0, _ = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        x_prev = c[4] * x0 + c[5] * x
+        x_prev = c[6] * x0 + c[7] * x
         if variance_type == "learned":
-            std = ops.sqrt(pv) * c[9]
+            std = ops.sqrt(pv) * c[11]
         elif variance_type == "learned_range":
             frac = (pv + 1) / 2
-            std = ops.exp(0.5 * (frac * c[8] + (1 - frac) * c[7])) * c[9]
+            std = ops.exp(0.5 * (frac * c[10] + (1 - frac) * c[9])) * c[11]
         else:
-            std = c[6]
+            std = c[8]
         return x_prev + std * noise, state
 
     return Sampler("ddpm", make_schedule, step, _no_state, T, 1, True)
@@ -188,13 +188,13 @@ def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
 
     def step(x, out, state, c, noise):
         e1, e2, e3, cur = state
-        mixed = c[4] * out + c[5] * e1 + c[6] * e2 + c[7] * e3
-        base = c[11] * x + c[12] * cur
+        mixed = c[6] * out + c[7] * e1 + c[8] * e2 + c[9] * e3
+        base = (1 - c[13]) * x + c[13] * cur
         _, eps = to_x0_eps(mixed, base, c)
-        x_prev = c[8] * base - c[9] * eps
-        keep = 1 - c[10]
-        new_state = (c[10] * out + keep * e1, c[10] * e1 + keep * e2, c[10] * e2 + keep * e3,
-                     c[13] * x + (1 - c[13]) * cur)
+        x_prev = c[10] * base - c[11] * eps
+        keep = 1 - c[12]
+        new_state = (c[12] * out + keep * e1, c[12] * e1 + keep * e2, c[12] * e2 + keep * e3,
+                     c[14] * x + (1 - c[14]) * cur)
         return x_prev, new_state
 
     return Sampler("pndm", make_schedule, step, init_state, T, 1, False)
@@ -238,8 +238,8 @@ def lcm(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sched
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        denoised = c[4] * x0 + c[5] * x
-        return c[6] * denoised + c[7] * noise, state
+        denoised = c[6] * x0 + c[7] * x
+        return c[8] * denoised + c[9] * noise, state
 
     return Sampler("lcm", make_schedule, step, _no_state, T, 1, True)
 
