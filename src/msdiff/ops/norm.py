@@ -7,7 +7,7 @@ from ._checks import check
 
 def group_norm(x: Tensor, groups: int, weight: Tensor = None, bias: Tensor = None,
                eps: float = 1e-5) -> Tensor:
-    """GroupNorm over (C/groups, *spatial) of x[b, c, ...]; fp32 statistics, output in x.dtype."""
+    """fp32 compute, output in x.dtype: GroupNorm over (C/groups, *spatial) of x[b, c, ...]."""
     check(x.ndim >= 2, "group_norm", f"x must be [b, c, ...], got shape {x.shape}")
     b, c = x.shape[0], x.shape[1]
     check(c % groups == 0, "group_norm", f"channels {c} not divisible by groups {groups}")
@@ -24,7 +24,7 @@ def group_norm(x: Tensor, groups: int, weight: Tensor = None, bias: Tensor = Non
 
 
 def layer_norm(x: Tensor, weight: Tensor = None, bias: Tensor = None, eps: float = 1e-5) -> Tensor:
-    """LayerNorm over the last axis; fp32 statistics, output in x.dtype."""
+    """fp32 compute, output in x.dtype: LayerNorm over the last axis."""
     xf = x.astype(ms.float32)
     mean = xf.mean(axis=-1, keep_dims=True)
     var = ops.square(xf - mean).mean(axis=-1, keep_dims=True)
@@ -39,7 +39,7 @@ def layer_norm(x: Tensor, weight: Tensor = None, bias: Tensor = None, eps: float
 
 
 def rms_norm(x: Tensor, weight: Tensor = None, eps: float = 1e-6) -> Tensor:
-    """RMSNorm over the last axis; fp32 statistics, output in x.dtype."""
+    """fp32 compute, output in x.dtype: RMSNorm over the last axis."""
     xf = x.astype(ms.float32)
     y = xf * ops.rsqrt(ops.square(xf).mean(axis=-1, keep_dims=True) + eps)
     if weight is not None:
@@ -48,7 +48,7 @@ def rms_norm(x: Tensor, weight: Tensor = None, eps: float = 1e-6) -> Tensor:
 
 
 def global_response_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-6) -> Tensor:
-    """ConvNeXt-V2 global response norm of channels-last x[b, h, w, c] (Wuerstchen); fp32."""
+    """fp32 compute, output in x.dtype: ConvNeXt-V2 global response norm of channels-last x[b, h, w, c]."""
     check(x.ndim == 4, "global_response_norm", f"x must be [b, h, w, c], got shape {x.shape}")
     xf = x.astype(ms.float32)
     agg = ops.sqrt(ops.square(xf).sum(axis=(1, 2), keepdims=True))

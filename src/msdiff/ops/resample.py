@@ -6,25 +6,39 @@ import mindspore as ms
 import numpy as np
 from jaxtyping import Float
 from mindspore import Tensor, ops
+from mindspore.ops import constexpr
 
 from ._checks import check
 
 
 def pad(x: Tensor, padding, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Pad x; padding is torch-ordered (last axis first): (left, right, top, bottom, ...)."""
+    """Exact, input dtype: pad x; padding is torch-ordered (last axis first): (left, right, top, bottom, ...)."""
     check(mode in ("constant", "reflect", "replicate"), "pad", f"unsupported mode {mode!r}")
     if mode == "constant":
         return ops.pad(x, tuple(padding), mode=mode, value=value)
     return ops.pad(x, tuple(padding), mode=mode)
 
 
-def _source_index(out_len: int, in_len: int, scale, align_corners: bool) -> np.ndarray:
-    """torch's float source coordinate of each output pixel (area_pixel_compute_source_index)."""
+@constexpr
+def _nearest_index(out_len: int, in_len: int, scale) -> tuple:
+    """torch's nearest source index floor(dst * step), step = 1/scale_factor or in/out (host, float64)."""
+    step = 1.0 / scale if scale is not None else in_len / out_len
+    idx = np.minimum(np.floor(np.arange(out_len, dtype=np.float64) * step), in_len - 1)
+    return tuple(int(i) for i in idx)
+
+
+@constexpr
+def _bilinear_plan(out_len: int, in_len: int, scale, align_corners: bool) -> tuple:
+    """(i0, i1, lambda) per output pixel from torch's area_pixel_compute_source_index (host, float64)."""
     dst = np.arange(out_len, dtype=np.float64)
     if align_corners:
-        return dst * ((in_len - 1) / (out_len - 1) if out_len > 1 else 0.0)
-    step = 1.0 / scale if scale is not None else in_len / out_len
-    return np.maximum((dst + 0.5) * step - 0.5, 0.0)
+        src = dst * ((in_len - 1) / (out_len - 1) if out_len > 1 else 0.0)
+    else:
+        step = 1.0 / scale if scale is not None else in_len / out_len
+        src = np.maximum((dst + 0.5) * step - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src), in_len - 1)
+    i1 = np.minimum(i0 + 1, in_len - 1)
+    return tuple(int(i) for i in i0), tuple(int(i) for i in i1), tuple(float(v) for v in src - i0)
 
 
 def _nearest_axis(x: Tensor, axis: int, out_len: int, scale) -> Tensor:
@@ -39,25 +53,21 @@ def _nearest_axis(x: Tensor, axis: int, out_len: int, scale) -> Tensor:
         tile[axis + 1] = f
         x = ops.tile(x, tuple(tile))
         return x.reshape(shape[:axis] + (out_len,) + shape[axis + 1:])
-    step = 1.0 / scale if scale is not None else n / out_len
-    idx = np.minimum(np.floor(np.arange(out_len, dtype=np.float64) * step), n - 1).astype(np.int32)
-    return ops.gather(x, Tensor(idx), axis)
+    return ops.gather(x, Tensor(_nearest_index(out_len, n, scale), ms.int32), axis)
 
 
 def _bilinear_axis(x: Tensor, axis: int, out_len: int, scale, align_corners: bool) -> Tensor:
     n = x.shape[axis]
-    src = _source_index(out_len, n, scale, align_corners)
-    i0 = np.minimum(np.floor(src), n - 1).astype(np.int32)
-    i1 = np.minimum(i0 + 1, n - 1).astype(np.int32)
-    lam = (src - i0).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
-    a, b = ops.gather(x, Tensor(i0), axis), ops.gather(x, Tensor(i1), axis)
-    lam = Tensor(lam)
+    i0, i1, lam = _bilinear_plan(out_len, n, scale, align_corners)
+    shape = (1, 1, out_len, 1) if axis == 2 else (1, 1, 1, out_len)
+    lam = Tensor(lam, ms.float32).reshape(shape)
+    a, b = ops.gather(x, Tensor(i0, ms.int32), axis), ops.gather(x, Tensor(i1, ms.int32), axis)
     return a * (1.0 - lam) + b * lam
 
 
 def interpolate(x: Float[Tensor, "b c h w"], size=None, scale_factor=None, mode: str = "nearest",
                 align_corners: bool = False) -> Float[Tensor, "b c oh ow"]:
-    """Resize x[b, c, h, w] like torch F.interpolate: 'nearest' (exact, floor rule) or 'bilinear' (fp32 compute).
+    """Exact (nearest) or fp32 (bilinear) compute, output in x.dtype: resize x[b, c, h, w] like torch F.interpolate.
 
     As in torch, a given scale_factor (not the rounded size) sets the source-coordinate step.
     """
@@ -78,5 +88,5 @@ def interpolate(x: Float[Tensor, "b c h w"], size=None, scale_factor=None, mode:
 
 
 def embedding(ids: Tensor, table: Tensor) -> Tensor:
-    """Rows of table[num, dim] picked by integer ids[...] -> [..., dim]."""
+    """Exact, table dtype: rows of table[num, dim] picked by integer ids[...] -> [..., dim]."""
     return ops.gather(table, ids, 0)
