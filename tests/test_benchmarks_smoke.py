@@ -1,0 +1,73 @@
+"""The benchmark suite in smoke size (seconds): it runs, prints its tables and writes well-formed JSON."""
+import json
+
+import pytest
+
+from benchmarks import report, specs
+from benchmarks.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "smoke.json"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--smoke", "--no-reference", "--json", str(path)]) == 0
+    return out.getvalue(), json.loads(path.read_text())
+
+
+def test_table_sections_printed(smoke):
+    text, _ = smoke
+    for header in ("== ops:", "== nets:", "== loading memory ==", "== targets"):
+        assert header in text
+    assert "msdiff/diffusers" in text and "n/a" in text
+
+
+def test_op_rows(smoke):
+    _, result = smoke
+    ours = [r for r in result["ops"] if r.get("source") == "benchmarks.specs"]
+    assert [(r["op"], r["dtype"]) for r in ours] == [(c["op"], c["dtype"]) for c in specs.op_cases(True)]
+    for r in ours:
+        assert r["msdiff_ms"] > 0 and r["msdiff_gflops"] > 0
+        assert r.get("native_ms") or r.get("native_error")
+        assert r["ref_error"] == "n/a"
+        # the native formulations compute the same function (fp16 rows: fp16 rounding)
+        tol = 1e-2 if r["dtype"] == "float16" else 1e-5
+        assert r["max_abs_diff_vs_native"] < tol, r
+
+
+def test_net_rows(smoke):
+    _, result = smoke
+    rows = result["nets"]
+    assert [r["id"] for r in rows] == [c["id"] for c in specs.net_cases(True)]
+    for r in rows:
+        assert "error" not in r, r
+        assert r["ms"] > 0 and r["first_s"] > 0 and r["peak_rss_mb"] > 0 and r["finite"]
+        assert (r["compile_s"] is not None) == (r["mode"] == "graph")
+        assert r["ref_error"].startswith("n/a") and "ratio_vs_ref" not in r
+
+
+def test_load_row(smoke):
+    _, result = smoke
+    row = result["load"]
+    assert "error" not in row, row
+    assert row["weight_mb"] > 0 and row["peak_rss_mb"] >= row["base_rss_mb"] and row["weight_copies"] > 0
+
+
+def test_targets_and_meta(smoke):
+    _, result = smoke
+    assert result["meta"]["smoke"] is True and result["meta"]["mindspore"]
+    assert len(result["targets"]) == 5
+    for t in result["targets"]:
+        assert t["pass"] in (True, False, None) and t["target"]
+    unet = [t for t in result["targets"] if "diffusers" in t["target"]][0]
+    assert unet["pass"] is None  # no reference side in this run
+
+
+def test_table_alignment():
+    text = report.table(["a", "bb"], [["x", 1.5], ["long", 22]])
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1 and lines[1].startswith("----")
