@@ -1,13 +1,13 @@
 """FIR resampling of score-SDE / NCSN++ nets (Song et al. 2021; StyleGAN2's upfirdn2d), in fp32.
 
-The FIR taps are applied as shifted, strided slices of the (zero-upsampled, padded) input
-multiplied by scalar taps and summed: exact fp32 arithmetic in the tap order, with no native
-depthwise convolution kernel needed on any backend.
+The FIR filter runs as a depthwise convolution (transposed for upsampling) through msdiff's
+conv ops, so on CPU it is an im2col/col2im matmul in fp32, never a zero-stuffed tensor.
 """
 import mindspore as ms
 import numpy as np
 from jaxtyping import Float
 from mindspore import Tensor, ops
+from mindspore.ops import constexpr
 
 from ._checks import check
 from .conv import conv2d, conv_transpose2d
@@ -23,57 +23,80 @@ def _kernel_taps(kernel) -> tuple:
     return k, k.shape[0], k.shape[1]
 
 
-def _upfirdn2d_fp32(x: Tensor, kernel, up: int, down: int, pad: tuple) -> Tensor:
-    """upfirdn2d on fp32 x[b, c, h, w]; kernel is a numpy array or an fp32 Tensor."""
-    k, kh, kw = _kernel_taps(kernel)
-    b, c, h, w = x.shape
-    if up > 1:
-        x = x.reshape(b, c, h, 1, w, 1)
-        x = ops.pad(x, (0, up - 1, 0, 0, 0, up - 1)).reshape(b, c, h * up, w * up)
-    p0, p1 = pad
-    if max(p0, 0) or max(p1, 0):
-        x = ops.pad(x, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
-    if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0):x.shape[2] - max(-p1, 0), max(-p0, 0):x.shape[3] - max(-p1, 0)]
-    oh = (x.shape[2] - kh) // down + 1
-    ow = (x.shape[3] - kw) // down + 1
-    check(oh > 0 and ow > 0, "upfirdn2d", f"kernel {kh}x{kw} larger than the padded input {tuple(x.shape[2:])}")
-    kf = k[::-1, ::-1] if not isinstance(k, Tensor) else ops.flip(k, (0, 1))
-    factors = None if isinstance(k, Tensor) else _separable(kf)
-    if factors is not None:
-        # Rank-1 kernel (all of diffusers' FIR kernels): a vertical then a horizontal pass.
-        col, row = factors
-        t = _taps_sum(x, [(float(col[i]), i, 0) for i in range(kh)], oh, x.shape[3], down, 1)
-        return _taps_sum(t, [(float(row[j]), 0, j) for j in range(kw)], oh, ow, 1, down)
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            taps.append((kf[i, j] if isinstance(kf, Tensor) else float(kf[i, j]), i, j))
-    return _taps_sum(x, taps, oh, ow, down, down)
+def _depthwise(k, kh: int, kw: int, c: int) -> Tensor:
+    """The FIR kernel repeated per channel as an fp32 depthwise weight [c, 1, kh, kw]."""
+    if isinstance(k, Tensor):
+        return ops.broadcast_to(k.reshape(1, 1, kh, kw), (c, 1, kh, kw))
+    return Tensor(np.ascontiguousarray(np.broadcast_to(k, (c, 1, kh, kw)), dtype=np.float32))
 
 
-def _separable(k: np.ndarray):
-    """(col, row) with outer(col, row) == k up to fp32 rounding, or None."""
+def _crop_or_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """Pad (positive amounts) or crop (negative amounts) the spatial axes of x."""
+    if max(top, bottom, left, right) > 0:
+        x = ops.pad(x, (max(left, 0), max(right, 0), max(top, 0), max(bottom, 0)))
+    if min(top, bottom, left, right) < 0:
+        x = x[:, :, max(-top, 0):x.shape[2] - max(-bottom, 0), max(-left, 0):x.shape[3] - max(-right, 0)]
+    return x
+
+
+def _fir_matrix(taps: np.ndarray, n_in: int, n_out: int, up: int, down: int, p0: int) -> np.ndarray:
+    """[n_out, n_in] matrix of 1-D upfirdn: out[n] = sum_t taps_flipped[t] * padded_upsampled[n * down + t]."""
+    kf = taps[::-1]
+    a = np.zeros((n_out, n_in), np.float64)
+    for n in range(n_out):
+        for m in range(n_in):
+            t = m * up + p0 - n * down
+            if 0 <= t < len(kf):
+                a[n, m] = kf[t]
+    return a
+
+
+@constexpr
+def _separable_plan(kernel: list, h: int, w: int, up: int, down: int, p0: int, oh: int, ow: int):
+    """(A_h [oh, h], A_w^T [w, ow]) as nested tuples when the 2-D kernel is rank 1, else None (host side)."""
+    k = np.array(kernel, np.float64)
     i0, j0 = np.unravel_index(np.argmax(np.abs(k)), k.shape)
     if k[i0, j0] == 0:
         return None
-    col = k[:, j0].astype(np.float64)
-    row = k[i0, :].astype(np.float64) / float(k[i0, j0])
+    col, row = k[:, j0], k[i0, :] / k[i0, j0]
     if np.abs(np.outer(col, row) - k).max() > 1e-6 * np.abs(k).max():
         return None
-    return col.astype(np.float32), row.astype(np.float32)
+    a_h = _fir_matrix(col, h, oh, up, down, p0).astype(np.float32)
+    a_wt = _fir_matrix(row, w, ow, up, down, p0).T.astype(np.float32)
+    return tuple(tuple(float(v) for v in r) for r in a_h), tuple(tuple(float(v) for v in r) for r in a_wt)
 
 
-def _taps_sum(x: Tensor, taps: list, oh: int, ow: int, sh: int, sw: int) -> Tensor:
-    """sum over (tap, i, j) of tap * x[:, :, i::sh, j::sw] cropped to [oh, ow]; zero taps skipped."""
-    y = None
-    for tap, i, j in taps:
-        if not isinstance(tap, Tensor) and tap == 0.0:
-            continue
-        term = x[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] * tap
-        y = term if y is None else y + term
-    if y is None:
-        y = ops.zeros((x.shape[0], x.shape[1], oh, ow), ms.float32)
+def _upfirdn2d_fp32(x: Tensor, kernel, up: int, down: int, pad: tuple) -> Tensor:
+    """upfirdn2d on fp32 x[b, c, h, w]; kernel is a numpy array or an fp32 Tensor.
+
+    No zero-stuffed intermediate: up > 1 is a depthwise transposed conv (stride up) of x with the
+    kernel, down > 1 a depthwise strided correlation with the flipped kernel, both through the
+    conv ops (im2col/col2im matmuls on CPU, where strided slicing is slow).
+    """
+    k, kh, kw = _kernel_taps(kernel)
+    b, c, h, w = x.shape
+    p0, p1 = pad
+    oh = (h * up + p0 + p1 - kh) // down + 1
+    ow = (w * up + p0 + p1 - kw) // down + 1
+    check(oh > 0 and ow > 0, "upfirdn2d", f"kernel {kh}x{kw} larger than the padded, upsampled input")
+    if not isinstance(k, Tensor):
+        plan = _separable_plan(k.tolist(), h, w, up, down, p0, oh, ow)
+        if plan is not None:
+            # Rank-1 kernel (all of diffusers' FIR kernels): out = A_h @ x @ A_w^T, two fast matmuls.
+            a_h, a_wt = Tensor(plan[0], ms.float32), Tensor(plan[1], ms.float32)
+            y = ops.matmul(a_h, x.reshape(b * c, h, w)).reshape(b * c * oh, w)
+            return ops.matmul(y, a_wt).reshape(b, c, oh, ow)
+    if up == 1:
+        kf = k[::-1, ::-1] if not isinstance(k, Tensor) else ops.flip(k, (0, 1))
+        return conv2d(_crop_or_pad(x, p0, p1, p0, p1), _depthwise(kf, kh, kw, c), None, stride=down, groups=c)
+    # Full convolution of the zero-stuffed x with k is conv_transpose2d(x, k, stride=up), of length
+    # (h - 1) * up + kh; upfirdn's padded window starts kh - 1 - p0 into it.
+    y = conv_transpose2d(x, _depthwise(k, kh, kw, c), None, stride=up, groups=c)
+    sh, sw = kh - 1 - p0, kw - 1 - p0
+    y = _crop_or_pad(y, -sh, (oh - 1) * down + 1 + sh - ((h - 1) * up + kh),
+                     -sw, (ow - 1) * down + 1 + sw - ((w - 1) * up + kw))
+    if down > 1:
+        y = y[:, :, ::down, ::down]
     return y
 
 
