@@ -3,7 +3,7 @@ import inspect
 from typing import Callable, Dict
 
 from .core import Sampler
-from . import dpm, k, vp
+from . import dpm, edm, k, vp
 
 # diffusers _class_name -> factory taking that scheduler's config fields as keyword arguments
 SAMPLERS: Dict[str, Callable[..., Sampler]] = {
@@ -15,6 +15,12 @@ SAMPLERS: Dict[str, Callable[..., Sampler]] = {
     "EulerAncestralDiscreteScheduler": k.euler_ancestral,
     "HeunDiscreteScheduler": k.heun,
     "DPMSolverMultistepScheduler": dpm.dpm_solver_multistep,
+    "LMSDiscreteScheduler": k.lms,
+    "KDPM2DiscreteScheduler": k.kdpm2,
+    "KDPM2AncestralDiscreteScheduler": k.kdpm2_ancestral,
+    "EDMEulerScheduler": edm.edm_euler,
+    "CMStochasticIterativeScheduler": edm.consistency,
+    "FlowMatchEulerDiscreteScheduler": edm.flow_match_euler,
 }
 
 # config keys that never change the numbers msdiff produces

@@ -1,7 +1,7 @@
-"""k-diffusion style samplers on sigma schedules: Euler, Euler ancestral, Heun.
+"""k-diffusion style samplers on sigma schedules: Euler, Euler ancestral, Heun, KDPM2 (+ancestral), LMS.
 
 The sample lives in sigma space, x = x0 + sigma*eps; the net sees x / sqrt(sigma^2 + 1).
-Two-stage methods (Heun) follow diffusers' call layout: 2n-1 net calls, alternating a
+Two-stage methods (Heun, KDPM2) follow diffusers' call layout: 2n-1 net calls, alternating a
 first-order call and a correction call; a flag column in the coefficient row selects the stage.
 """
 import numpy as np
@@ -36,7 +36,7 @@ def discrete_sigmas(acp, n, spacing, T, steps_offset=0, interpolation_type="line
     if interpolation_type == "linear":
         sig = np.interp(ts, np.arange(0, len(base)), base)
     elif interpolation_type == "log_linear":
-        sig = np.exp(S.linspace_f32(float(np.log(base[-1])), float(np.log(base[0])), n + 1))
+        sig = S.exp_f32(S.linspace_f32(float(np.log(base[-1])), float(np.log(base[0])), n + 1))
     else:
         raise ValueError(f"unsupported interpolation_type {interpolation_type!r}: use linear or log_linear")
     if sigma_kind is not None:
@@ -124,7 +124,7 @@ def euler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_sched
         last = _f32(0.0) if final_sigmas_type == "zero" else np.sqrt((_f32(1) - acp[0]) / acp[0])
         sig = np.concatenate([sig, [last]]).astype(_f32)
         if timestep_type == "continuous" and prediction_type == "v_prediction":
-            ts = _f32(0.25) * np.log(sig[:-1])
+            ts = _f32(0.25) * S.log_f32(sig[:-1])
         ts = np.asarray(ts).astype(_f32)
         dt = sig[1:] - sig[:-1]
         pred = _ve_pred(prediction_type, sig[:-1])
@@ -192,18 +192,163 @@ def heun(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sche
             first = j % 2 == 0
             s, s_next = (full[j], full[j + 1]) if first else (full[j - 1], full[j])
             s_pred = s if first else s_next
-            rows.append([*_ve_pred(prediction_type, s_pred), s_pred, s_next - s, float(first)])
+            rows.append([*_ve_pred(prediction_type, s_pred), s_pred, s_next - s, float(first), 1.0])
         return _ve_schedule(ts, full, full[:-1], rows, np.zeros(len(ts), bool), n, start, timestep_spacing)
 
     def step(x, out, state, c, noise):
-        d_prev, x_saved = state
-        x0, _ = to_x0_eps(out, x, c)
-        if clip_sample:
-            x0 = ops.clamp(x0, -clip_sample_range, clip_sample_range)
-        d = (x - x0) / c[6]
-        f = c[8]
-        derivative = f * d + (1 - f) * ((d_prev + d) / 2)
-        base = f * x + (1 - f) * x_saved
-        return base + derivative * c[7], (d, x)
+        return _two_stage(x, out, state, c, clip_sample_range if clip_sample else None)
 
     return Sampler("heun", make_schedule, step, _two_stage_state, T, 2, False)
+
+
+def _lerp_half(a, b):
+    """torch.lerp(a, b, 0.5) in float32: b - (b - a) * 0.5."""
+    with np.errstate(invalid="ignore"):
+        return (b - (b - a) * _f32(0.5)).astype(_f32)
+
+
+def _repeat_inner(v):
+    """[v0, v1, v1, ..., vn, vn, vn]: diffusers' layout of per-call sigmas for two-stage samplers."""
+    return np.concatenate([v[:1], np.repeat(v[1:], 2), v[-1:]])
+
+
+def _t_of_sigmas(sig32, log_sigmas):
+    """diffusers' per-element _sigma_to_t on float32 sigma tensors (float32 log, float64 result)."""
+    return np.array([S.sigma_to_t(np.float32(s), log_sigmas) for s in sig32])
+
+
+def kdpm2(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", trained_betas=None,
+          use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False, prediction_type="epsilon",
+          timestep_spacing="linspace", steps_offset=0):
+    """DPM-Solver-2 in sigma space, midpoint in log-sigma (k-diffusion sample_dpm_2; Karras et al. 2022)."""
+    return _kdpm2(False, num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
+                  sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas), prediction_type,
+                  timestep_spacing, steps_offset)
+
+
+def kdpm2_ancestral(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+                    trained_betas=None, use_karras_sigmas=False, use_exponential_sigmas=False,
+                    use_beta_sigmas=False, prediction_type="epsilon", timestep_spacing="linspace", steps_offset=0):
+    """Ancestral DPM-Solver-2 (k-diffusion sample_dpm_2_ancestral, eta=1)."""
+    return _kdpm2(True, num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
+                  sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas), prediction_type,
+                  timestep_spacing, steps_offset)
+
+
+def _kdpm2(ancestral, T, beta_start, beta_end, beta_schedule, trained_betas, kind, prediction_type, spacing,
+           steps_offset):
+    name = "KDPM2AncestralDiscreteScheduler" if ancestral else "KDPM2DiscreteScheduler"
+    _check(prediction_type, ("epsilon", "v_prediction"), name)
+    acp = _acp(T, beta_start, beta_end, beta_schedule, trained_betas)
+    k_timesteps(spacing, 1, T, steps_offset)
+    log_sigmas = np.log(S.vp_sigmas(acp))
+
+    def make_schedule(n, start):
+        ts, sig = discrete_sigmas(acp, n, spacing, T, steps_offset, "linear", kind)
+        if kind == "karras":
+            ts = np.asarray(ts).round()
+        sig = np.concatenate([sig, [0.0]]).astype(_f32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ancestral:
+                nxt = np.concatenate([sig[1:], [0.0]]).astype(_f32)
+                up = np.sqrt(nxt**2 * (sig**2 - nxt**2) / sig**2)
+                down = np.sqrt(nxt**2 - up**2)
+                down[-1] = 0.0
+                interp = S.exp_f32(_lerp_half(S.log_f32(sig), S.log_f32(down)))
+                interp[-2:] = 0.0
+                t_int = _t_of_sigmas(interp, log_sigmas)[:-2]
+            else:
+                interp = S.exp_f32(_lerp_half(S.log_f32(sig), S.log_f32(np.roll(sig, 1))))
+                t_int = _t_of_sigmas(interp, log_sigmas)[1:-1]
+        ts = np.asarray(ts)
+        calls = np.concatenate([ts[:1], np.stack([t_int.astype(ts.dtype), ts[1:]], -1).reshape(-1)])
+        F, FI = _repeat_inner(sig), _repeat_inner(interp)
+        if ancestral:
+            FU, FD = _repeat_inner(up), _repeat_inner(down)
+        rows, div, noise = [], [], []
+        for j in range(len(calls)):
+            if j % 2 == 0:
+                s, si = F[j], (FI[j] if ancestral else FI[j + 1])
+                rows.append([*_ve_pred(prediction_type, s), s, si - s, 1.0, 0.0, 0.0])
+                div.append(s)
+            else:
+                s, si = F[j - 1], (FI[j - 1] if ancestral else FI[j])
+                dt = (FD[j - 1] - s) if ancestral else (F[j] - s)
+                rows.append([*_ve_pred(prediction_type, si), si, dt, 0.0, 0.0, FU[j - 1] if ancestral else 0.0])
+                div.append(si)
+            noise.append(ancestral and j % 2 == 1)
+        init = _init_sigma(sig, spacing)
+        return Schedule(timesteps=calls[start:], sigmas=F, init_noise_sigma=init, input_div=_input_div(div)[start:],
+                        coefs=np.asarray(rows, np.float64)[start:].astype(_f32),
+                        needs_noise=np.asarray(noise, bool)[start:],
+                        noise_level=_ve_noise_level(np.asarray(div, _f32))[start:], num_inference_steps=n)
+
+    def step(x, out, state, c, noise):
+        x_next, state = _two_stage(x, out, state, c)
+        if noise is not None:
+            x_next = x_next + noise * c[10]
+        return x_next, state
+
+    return Sampler("kdpm2_ancestral" if ancestral else "kdpm2", make_schedule, step, _two_stage_state, T, 2,
+                   ancestral)
+
+
+def _two_stage(x, out, state, c, clip_range=None):
+    """Shared stage update: c[8]=1 first stage (from x), else from the saved sample; c[9]=1 averages slopes."""
+    d_prev, x_saved = state
+    x0, _ = to_x0_eps(out, x, c)
+    if clip_range is not None:
+        x0 = ops.clamp(x0, -clip_range, clip_range)
+    d = (x - x0) / c[6]
+    f, avg = c[8], c[9]
+    second = avg * ((d_prev + d) / 2) + (1 - avg) * d
+    derivative = f * d + (1 - f) * second
+    base = f * x + (1 - f) * x_saved
+    return base + derivative * c[7], (d, x)
+
+
+def _lms_coefficient(sig, order, t, j):
+    """Integral over [sig[t], sig[t+1]] of the Lagrange basis polynomial j on sig[t], sig[t-1], ... (LMS)."""
+    poly = np.polynomial.Polynomial([1.0])
+    for k in range(order):
+        if k != j:
+            poly *= np.polynomial.Polynomial([-float(sig[t - k]), 1.0]) / (float(sig[t - j]) - float(sig[t - k]))
+    integral = poly.integ()
+    return integral(float(sig[t + 1])) - integral(float(sig[t]))
+
+
+def lms(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
+        use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False, prediction_type="epsilon",
+        timestep_spacing="linspace", steps_offset=0, order=4):
+    """Linear multistep method of order <= 4 in sigma (k-diffusion sample_lms)."""
+    _check(prediction_type, ("epsilon", "v_prediction", "sample"), "LMSDiscreteScheduler")
+    if order not in (1, 2, 3, 4):
+        raise ValueError(f"LMSDiscreteScheduler: unsupported order {order!r}; supported: 1-4")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
+    k_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
+    T = num_train_timesteps
+
+    def make_schedule(n, start):
+        ts, sig = discrete_sigmas(acp, n, timestep_spacing, T, steps_offset, "linear", kind)
+        sig = np.concatenate([sig, [0.0]]).astype(_f32)
+        rows = []
+        for i in range(n):
+            m = max(1, min(i - start + 1, order))
+            c = [_lms_coefficient(sig, m, i, j) for j in range(m)] + [0.0] * (4 - m)
+            rows.append([*_ve_pred(prediction_type, sig[i]), sig[i], *c])
+        return _ve_schedule(np.asarray(ts).astype(_f32), sig, sig[:-1], rows, np.zeros(n, bool), n, start,
+                            timestep_spacing)
+
+    def init_state(x):
+        z = ops.zeros_like(x)
+        return (z, z, z)
+
+    def step(x, out, state, c, noise):
+        d1, d2, d3 = state
+        x0, _ = to_x0_eps(out, x, c)
+        d = (x - x0) / c[6]
+        x_next = x + (((c[7] * d + c[8] * d1) + c[9] * d2) + c[10] * d3)
+        return x_next, (d, d1, d2)
+
+    return Sampler("lms", make_schedule, step, init_state, T, 1, False)

@@ -177,6 +177,17 @@ def _beta_ppf(p: float, a: float, b: float) -> float:
     return 0.5 * (lo + hi)
 
 
+def log_f32(x) -> np.ndarray:
+    """Float32 log as torch computes it on CPU (correctly rounded, unlike numpy's float32 SIMD log)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.asarray(x, np.float32).astype(np.float64)).astype(np.float32)
+
+
+def exp_f32(x) -> np.ndarray:
+    """Float32 exp as torch computes it on CPU (correctly rounded, unlike numpy's float32 SIMD exp)."""
+    return np.exp(np.asarray(x, np.float32).astype(np.float64)).astype(np.float32)
+
+
 def flow_shift(sigmas: np.ndarray, shift: float) -> np.ndarray:
     """Shifted flow-matching sigmas shift*s / (1 + (shift - 1)*s) (Esser et al. 2024, SD3)."""
     return shift * sigmas / (1 + (shift - 1) * sigmas)

@@ -1,0 +1,152 @@
+"""Continuous-sigma samplers: EDM Euler, consistency-model multistep sampling, flow-matching Euler."""
+import math
+
+import numpy as np
+from mindspore import ops
+
+from . import schedules as S
+from .core import Sampler, Schedule
+from .denoiser import to_x0_eps
+
+_f32 = np.float32
+
+
+def _rows(px, pm, extra):
+    """Coefficient rows whose x0 map is px*x + pm*out (no eps needed)."""
+    px, pm = np.asarray(px, np.float64), np.asarray(pm, np.float64)
+    one, zero = np.ones_like(px), np.zeros_like(px)
+    return np.stack([px, pm, one, zero, zero, one] + [np.asarray(e, np.float64) for e in extra], -1)
+
+
+def _no_state(x):
+    return ()
+
+
+def _euler_step(x, out, state, c, noise):
+    x0, _ = to_x0_eps(out, x, c)
+    derivative = (x - x0) / c[6]
+    return x + derivative * c[7], state
+
+
+def edm_euler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras", num_train_timesteps=1000,
+              prediction_type="epsilon", rho=7.0, final_sigmas_type="zero"):
+    """Euler on the EDM ODE with EDM preconditioning (Karras et al. 2022, Algorithm 1 first order)."""
+    name = "EDMEulerScheduler"
+    if sigma_schedule not in ("karras", "exponential"):
+        raise ValueError(f"{name}: unsupported sigma_schedule {sigma_schedule!r}")
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"{name}: unsupported prediction_type {prediction_type!r}")
+    if final_sigmas_type not in ("zero", "sigma_min"):
+        raise ValueError(f"{name}: unsupported final_sigmas_type {final_sigmas_type!r}")
+    sd = _f32(sigma_data)
+
+    def make_schedule(n, start):
+        if sigma_schedule == "karras":
+            ramp = np.linspace(0, 1, n)
+            lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+            sig = ((hi + ramp * (lo - hi)) ** rho).astype(_f32)
+        else:
+            sig = S.exp_f32(S.linspace_f32(math.log(sigma_min), math.log(sigma_max), n))[::-1].copy()
+        S.check_decreasing(sig)
+        ts = (_f32(0.25) * S.log_f32(sig)).astype(_f32)
+        full = np.concatenate([sig, [sig[-1] if final_sigmas_type == "sigma_min" else 0.0]]).astype(_f32)
+        d2 = sig * sig + sd * sd
+        c_skip = sd * sd / d2
+        c_out = sig * sd / np.sqrt(d2) * (1 if prediction_type == "epsilon" else -1)
+        coefs = _rows(c_skip, c_out, [sig, full[1:] - full[:-1]])
+        return Schedule(timesteps=ts[start:], sigmas=full, init_noise_sigma=(sigma_max**2 + 1) ** 0.5,
+                        input_div=np.sqrt(d2)[start:], coefs=coefs[start:].astype(_f32),
+                        needs_noise=np.zeros(n - start, bool),
+                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n)
+
+    def step(x, out, state, c, noise):
+        return _euler_step(x, out, state, c, noise)
+
+    return Sampler("edm_euler", make_schedule, step, _no_state, num_train_timesteps, 1, False)
+
+
+def consistency(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, s_noise=1.0, rho=7.0,
+                clip_denoised=True):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1)."""
+    T = num_train_timesteps
+    sd = _f32(sigma_data)
+
+    def make_schedule(n, start):
+        ts = (np.arange(0, n) * (T // n)).round()[::-1].copy().astype(np.int64)
+        ramp = ts[::-1].copy() / (T - 1)
+        lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+        sig64 = (hi + ramp * (lo - hi)) ** rho
+        timesteps = 1000 * 0.25 * np.log(sig64 + 1e-44)
+        full = np.concatenate([sig64, [sigma_min]]).astype(_f32)
+        sig = full[:-1]
+        d2 = sig * sig + sd * sd
+        shifted = sig - _f32(sigma_min)
+        c_skip = sd * sd / (shifted * shifted + sd * sd)
+        c_out = shifted * sd / np.sqrt(d2)
+        nxt = np.array([full[i + 1] if i + 1 < T else full[-1] for i in range(n)], _f32)
+        hat = np.clip(nxt, _f32(sigma_min), _f32(sigma_max))
+        std = np.sqrt(hat * hat - _f32(sigma_min**2))
+        coefs = _rows(c_skip, c_out, [np.full(n, s_noise), std])
+        return Schedule(timesteps=timesteps[start:], sigmas=full, init_noise_sigma=float(sigma_max),
+                        input_div=np.sqrt(d2)[start:], coefs=coefs[start:].astype(_f32),
+                        needs_noise=np.full(n - start, n > 1),
+                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n)
+
+    def step(x, out, state, c, noise):
+        denoised, _ = to_x0_eps(out, x, c)
+        if clip_denoised:
+            denoised = ops.clamp(denoised, -1.0, 1.0)
+        return denoised + (noise * c[6]) * c[7], state
+
+    return Sampler("consistency", make_schedule, step, _no_state, T, 1, True)
+
+
+def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False, base_shift=0.5,
+                     max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096, invert_sigmas=False,
+                     shift_terminal=None, use_karras_sigmas=False, use_exponential_sigmas=False,
+                     use_beta_sigmas=False, time_shift_type="exponential", stochastic_sampling=False, mu=None):
+    """Euler on the rectified-flow ODE dx/dsigma = v (Esser et al. 2024, SD3); mu for dynamic shifting."""
+    from .k import sigma_kind
+
+    name = "FlowMatchEulerDiscreteScheduler"
+    for key, val in (("invert_sigmas", invert_sigmas), ("stochastic_sampling", stochastic_sampling)):
+        if val:
+            raise ValueError(f"{name}: {key}=True is not implemented")
+    if time_shift_type not in ("exponential", "linear"):
+        raise ValueError(f"{name}: unsupported time_shift_type {time_shift_type!r}")
+    if use_dynamic_shifting and mu is None:
+        raise ValueError(f"{name}: use_dynamic_shifting=True needs mu (pass from_config(config, mu=...))")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    T = num_train_timesteps
+    base = np.linspace(1, T, T, dtype=_f32)[::-1].copy() / _f32(T)
+    if not use_dynamic_shifting:
+        s = _f32(shift)
+        base = s * base / (_f32(1) + (s - _f32(1)) * base)
+    smin, smax = float(base[-1]), float(base[0])
+
+    def make_schedule(n, start):
+        sig = np.linspace(smax * T, smin * T, n) / T
+        if use_dynamic_shifting:
+            e = math.exp(mu) if time_shift_type == "exponential" else mu
+            sig = e / (e + (1 / sig - 1) ** 1.0)
+        else:
+            sig = S.flow_shift(sig, shift)
+        if shift_terminal:
+            one_minus = 1 - sig
+            sig = 1 - one_minus / (one_minus[-1] / (1 - shift_terminal))
+        if kind is not None:
+            sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[kind](
+                float(sig[-1]), float(sig[0]), n)
+        sig = sig.astype(_f32)
+        S.check_decreasing(sig)
+        ts = sig * _f32(T)
+        full = np.concatenate([sig, [0.0]]).astype(_f32)
+        coefs = _rows(np.zeros(n), np.zeros(n), [full[1:] - full[:-1]])
+        return Schedule(timesteps=ts[start:], sigmas=full, init_noise_sigma=1.0, input_div=np.ones(n - start, _f32),
+                        coefs=coefs[start:].astype(_f32), needs_noise=np.zeros(n - start, bool),
+                        noise_level=np.stack([_f32(1) - sig, sig], -1)[start:], num_inference_steps=n)
+
+    def step(x, out, state, c, noise):
+        return x + c[6] * out, state
+
+    return Sampler("flow_match_euler", make_schedule, step, _no_state, T, 1, False)
