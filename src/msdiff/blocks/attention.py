@@ -86,8 +86,19 @@ class GEGLU(nn.Cell):
         return ops.geglu(self.proj(x), self.approximate)
 
 
+class ApproximateGELU(nn.Cell):
+    """proj then x * sigmoid(1.702 x) (diffusers' "geglu-approximate", despite its name not gated)."""
+
+    def __init__(self, dim_in: int, dim_out: int, approximate: str = "none", bias: bool = True, dtype=ms.float32):
+        super().__init__()
+        self.proj = Linear(dim_in, dim_out, bias=bias, dtype=dtype)
+
+    def construct(self, x: Float[Tensor, "... c"]) -> Float[Tensor, "... o"]:
+        return ops.quick_gelu(self.proj(x))
+
+
 _ACTIVATIONS = {"gelu": (GELU, "none"), "gelu-approximate": (GELU, "tanh"), "geglu": (GEGLU, "none"),
-                "geglu-approximate": (GEGLU, "tanh")}
+                "geglu-approximate": (ApproximateGELU, "none")}
 
 
 class FeedForward(nn.Cell):

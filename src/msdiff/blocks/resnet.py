@@ -11,15 +11,16 @@ class ResnetBlock2D(nn.Cell):
     """diffusers' ResnetBlock2D (pre-norm, SiLU); dropout is an inference no-op and is not kept.
 
     time_embedding_norm "default" adds the projected embedding before norm2; "scale_shift" applies
-    norm2(h) * (1 + scale) + shift. temb_channels=None drops `time_emb_proj` (VAE blocks).
+    norm2(h) * (1 + scale) + shift. temb_channels=None drops `time_emb_proj` (VAE blocks). The shortcut,
+    present when channels change (or use_in_shortcut), is a 1x1 conv: diffusers 0.35 ignores its own
+    `conv_shortcut` flag, so msdiff has none.
     Up/down-sampling variants (FIR, nearest) subclass and override `_resample`.
     """
 
     def __init__(self, in_channels: int, out_channels: int = None, temb_channels: int = 512, groups: int = 32,
                  groups_out: int = None, eps: float = 1e-6, time_embedding_norm: str = "default",
-                 output_scale_factor: float = 1.0, use_in_shortcut: bool = None, conv_shortcut: bool = False,
-                 conv_shortcut_bias: bool = True, conv_2d_out_channels: int = None, skip_time_act: bool = False,
-                 dtype=ms.float32):
+                 output_scale_factor: float = 1.0, use_in_shortcut: bool = None, conv_shortcut_bias: bool = True,
+                 conv_2d_out_channels: int = None, skip_time_act: bool = False, dtype=ms.float32):
         super().__init__()
         if time_embedding_norm not in ("default", "scale_shift"):
             raise ValueError(f"ResnetBlock2D: unsupported time_embedding_norm {time_embedding_norm!r}")
@@ -40,9 +41,7 @@ class ResnetBlock2D(nn.Cell):
             use_in_shortcut = in_channels != conv_2d_out_channels
         self.conv_shortcut = None
         if use_in_shortcut:
-            k = 3 if conv_shortcut else 1
-            self.conv_shortcut = Conv2d(in_channels, conv_2d_out_channels, k, padding=k // 2,
-                                        bias=conv_shortcut_bias, dtype=dtype)
+            self.conv_shortcut = Conv2d(in_channels, conv_2d_out_channels, 1, bias=conv_shortcut_bias, dtype=dtype)
 
     def _resample(self, h: Tensor, x: Tensor):
         """Hook for up/down-sampling variants: resample (hidden, shortcut) after norm1; identity here."""
