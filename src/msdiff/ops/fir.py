@@ -1,7 +1,7 @@
 """FIR resampling of score-SDE / NCSN++ nets (Song et al. 2021; StyleGAN2's upfirdn2d), in fp32.
 
-The FIR filter runs as a depthwise convolution (transposed for upsampling) through msdiff's
-conv ops, so on CPU it is an im2col/col2im matmul in fp32, never a zero-stuffed tensor.
+Separable kernels (all of diffusers') run as two banded matmuls, out = A_h x A_w^T; others as a
+depthwise (transposed, for upsampling) conv through msdiff's conv ops. Never a zero-stuffed tensor.
 """
 import mindspore as ms
 import numpy as np

