@@ -81,3 +81,110 @@ def test_refiner_hand_off_chains():
     kwargs["image"] = latents
     out = recipes.image_to_image(comps, **kwargs)
     assert float(np.abs(out - expected).max()) <= TOL
+
+
+def _sd_t2i(**kw):
+    args = dict(prompt="a photo of a cat", negative_prompt="blurry", num_inference_steps=2, height=64, width=64,
+                output_type="np", sampler={**CASES["sd_text_to_image_euler"]["scheduler"]})
+    args.update(kw)
+    return recipes.text_to_image(components("sd"), **args)
+
+
+def test_same_seed_same_image_other_seed_other_image():
+    a, b, c = _sd_t2i(seed=1), _sd_t2i(seed=1), _sd_t2i(seed=2)
+    assert np.array_equal(a, b)
+    assert float(np.abs(a - c).max()) > 1e-2
+
+
+def test_same_seed_image_to_image_draws_vae_and_noise_from_seed():
+    _, comps, kwargs, _ = case_call("sd_image_to_image")
+    kwargs.pop("noise")
+    a = recipes.image_to_image(comps, seed=3, **kwargs)
+    b = recipes.image_to_image(comps, seed=3, **kwargs)
+    c = recipes.image_to_image(comps, seed=4, **kwargs)
+    assert np.array_equal(a, b) and float(np.abs(a - c).max()) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["sdxl_text_to_image", "lcm_text_to_image", "sd_instruct_pix2pix"])
+def test_pynative_and_graph_agree_for_a_seed(name):
+    recipe, comps, kwargs, _ = case_call(name)
+    for k in ("latents", "noise"):
+        kwargs.pop(k, None)
+    a = recipe(comps, seed=7, mode="pynative", **kwargs)
+    b = recipe(comps, seed=7, mode="graph", **kwargs)
+    assert float(np.abs(a - b).max()) <= 1e-5
+
+
+def test_callback_sees_every_step_and_can_stop():
+    seen = []
+    _sd_t2i(seed=0, num_inference_steps=3, callback=lambda i, x: seen.append((i, tuple(x.shape))))
+    assert seen == [(0, (1, 4, 8, 8)), (1, (1, 4, 8, 8)), (2, (1, 4, 8, 8))]
+    stops = []
+    _sd_t2i(seed=0, num_inference_steps=3, callback=lambda i, x: stops.append(i) or i == 0)
+    assert stops == [0]
+
+
+def test_pil_output_and_image_inputs(tmp_path):
+    images = _sd_t2i(seed=0, output_type="pil", num_images_per_prompt=2)
+    assert len(images) == 2 and images[0].size == (64, 64) and images[0].mode == "RGB"
+    _, comps, kwargs, _ = case_call("sd_image_to_image")
+    pil = kwargs["image"]
+    path = tmp_path / "in.png"
+    pil.save(path)
+    outs = [recipes.image_to_image(comps, **dict(kwargs, image=img)) for img in (pil, np.asarray(pil), str(path))]
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+def test_latent_output_decodes_to_np_output():
+    lat = _sd_t2i(seed=5, output_type="latent")
+    img = recipes.postprocess(recipes.decode(components("sd"), lat), "np")
+    assert np.array_equal(img, _sd_t2i(seed=5))
+
+
+def test_size_not_divisible_by_vae_factor():
+    with pytest.raises(ValueError, match="multiples of 8"):
+        _sd_t2i(seed=0, height=60)
+
+
+def test_mask_of_wrong_size():
+    _, comps, kwargs, _ = case_call("sd_inpaint")
+    kwargs["mask_image"] = kwargs["mask_image"].resize((32, 32))
+    with pytest.raises(ValueError, match="mask_image has size 32x32"):
+        recipes.inpaint(comps, **kwargs)
+
+
+def test_long_prompt_warns_and_truncates():
+    long = "a photo of a cat " * 40
+    with pytest.warns(UserWarning, match="truncated because CLIP can only handle sequences up to 77"):
+        emb = recipes.encode_prompt(components("sd"), long, guidance=False)
+    assert emb.prompt_embeds.shape == (1, 77, 16)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="output_type"):
+        _sd_t2i(seed=0, output_type="jpeg")
+    with pytest.raises(ValueError, match="mode"):
+        _sd_t2i(seed=0, mode="eager")
+    with pytest.raises(ValueError, match="needs more than the 0 noise arrays"):
+        _sd_t2i(noise=[])
+    with pytest.raises(ValueError, match="noise: draw 0 has shape"):
+        _sd_t2i(noise=[np.zeros((1, 4, 4, 4), np.float32)])
+
+
+def test_non_finite_error_names_first_stage():
+    lat = np.zeros((1, 4, 8, 8), np.float32)
+    lat[0, 0, 0, 0] = np.nan
+    with pytest.raises(recipes.NonFiniteError, match="initial latents.*dtype='float32'"):
+        _sd_t2i(latents=lat)
+
+
+def test_fp16_components_decode_with_fp32_vae():
+    import mindspore as ms
+
+    comps = msdiff.load_pipeline(FIX / "sd", dtype="float16")
+    out = recipes.text_to_image(comps, "a photo of a cat", num_inference_steps=2, height=64, width=64, seed=0,
+                                output_type="np")
+    assert np.isfinite(out).all() and out.shape == (1, 64, 64, 3)
+    assert recipes.steps.vae_in(comps).compute_dtype == ms.float32
+    ref = _sd_t2i(seed=0, negative_prompt=None, sampler=None)
+    assert float(np.abs(out - ref).max()) < 0.05

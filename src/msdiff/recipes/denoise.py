@@ -8,6 +8,7 @@ one graph per UNet, sampler, guidance kind and shape, reused across steps and ca
 is drawn outside the compiled step.
 """
 import dataclasses
+import json
 import weakref
 from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
@@ -41,6 +42,17 @@ class Denoiser(NamedTuple):
     extra: Optional[Tensor] = None
 
 
+_SAMPLERS = {}
+
+
+def _from_config(config: dict) -> Sampler:
+    """from_config, cached per config so graph mode reuses one compiled step across recipe calls."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _SAMPLERS:
+        _SAMPLERS[key] = from_config(config)
+    return _SAMPLERS[key]
+
+
 def resolve_sampler(components, sampler=None) -> Sampler:
     """A Sampler from: None (the checkpoint's scheduler config), a Sampler, a scheduler config dict, or a name
     (a diffusers scheduler class name such as "EulerDiscreteScheduler", built on the checkpoint's config)."""
@@ -49,9 +61,9 @@ def resolve_sampler(components, sampler=None) -> Sampler:
     if sampler is None:
         if components.scheduler is None:
             raise ValueError("the pipeline has no scheduler config: pass sampler=")
-        return from_config(components.scheduler)
+        return _from_config(components.scheduler)
     if isinstance(sampler, dict):
-        return from_config(sampler)
+        return _from_config(sampler)
     if isinstance(sampler, str):
         from ..samplers import SAMPLERS
 
@@ -60,7 +72,7 @@ def resolve_sampler(components, sampler=None) -> Sampler:
         key = sampler.lower().replace("_", "").replace("-", "")
         if key not in names:
             raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(SAMPLERS)}")
-        return from_config(dict(components.scheduler or {}, _class_name=names[key]))
+        return _from_config(dict(components.scheduler or {}, _class_name=names[key]))
     raise TypeError(f"sampler must be None, a name, a scheduler config dict or a Sampler, got {type(sampler)}")
 
 
@@ -129,6 +141,11 @@ def _step_fn(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
 _JIT = weakref.WeakKeyDictionary()
 
 
+def _mutable(state: tuple) -> tuple:
+    """State as a mutable jit input, so new values don't recompile (an empty tuple stays plain: mutable(()) fails)."""
+    return ms.mutable(state) if state else state
+
+
 def _compiled(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
     per_unet = _JIT.setdefault(d.unet, {})
     key = (sampler.step, d.guidance, float(d.guidance_rescale), present)
@@ -152,7 +169,7 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
     scales = Tensor(np.asarray([denoiser.guidance_scale, denoiser.image_guidance_scale], np.float32))
     if mode == "graph":
         step = _compiled(denoiser, sampler, present)
-        wrap = ms.mutable
+        wrap = _mutable
     else:
         step = _step_fn(denoiser, sampler, present)
         wrap = tuple
@@ -171,7 +188,7 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
                 zeros = mops.zeros_like(x) if zeros is None else zeros
                 nz = zeros
         div = Tensor(np.float32(schedule.input_div[i]))
-        x, state = step(x, schedule.timestep(i), div, rows[i], nz, wrap(tuple(state)), cond, scales)
+        x, state = step(x, schedule.timestep(i), div, rows[i], nz, wrap(tuple(state)), wrap(cond), scales)
         if after_step is not None:
             x = after_step(i, x)
         if tracker is not None:
