@@ -13,7 +13,8 @@ JIT_STEPS = 10
 JIT_CASES = ["ddim_eta", "ddim_linspace_sample_thresh", "ddpm_learned_range", "ddpm_learned", "pndm_sd",
              "lcm_v_clip", "euler_karras_v", "euler_a_sd", "heun_karras_v_clip", "dpm_2m_karras",
              "dpm_sde_heun_trailing", "dpm_1_sample_thresh", "lms_karras_v_order3", "kdpm2_karras_v",
-             "kdpm2_a_leading_v", "edm_euler_exp_v_sigma_min", "cm_default", "flow_dynamic_terminal"]
+             "kdpm2_a_leading_v", "edm_euler_exp_v_sigma_min", "cm_default", "flow_dynamic_terminal",
+             "unipc_v_leading_bh1", "unipc_sample_thresh_trailing"]
 
 
 def _learned(config):

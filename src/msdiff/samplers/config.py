@@ -15,6 +15,7 @@ SAMPLERS: Dict[str, Callable[..., Sampler]] = {
     "EulerAncestralDiscreteScheduler": k.euler_ancestral,
     "HeunDiscreteScheduler": k.heun,
     "DPMSolverMultistepScheduler": dpm.dpm_solver_multistep,
+    "UniPCMultistepScheduler": dpm.unipc_multistep,
     "LMSDiscreteScheduler": k.lms,
     "KDPM2DiscreteScheduler": k.kdpm2,
     "KDPM2AncestralDiscreteScheduler": k.kdpm2_ancestral,

@@ -11,8 +11,8 @@ _f32 = np.float32
 
 
 def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type, lambda_min_clipped,
-                      beta_schedule, sigma_min=None, sigma_max=None):
-    """(int64 timesteps, float32 sigmas incl. final) of diffusers' DPMSolverMultistep/UniPC set_timesteps."""
+                      beta_schedule, unipc=False):
+    """(int64 timesteps, float32 sigmas incl. final) of diffusers' DPMSolverMultistep (or UniPC) set_timesteps."""
     alpha_t, sigma_t = np.sqrt(acp), np.sqrt(_f32(1.0) - acp)
     lambda_t = np.log(alpha_t) - np.log(sigma_t)
     clipped = int(np.searchsorted(lambda_t[::-1], lambda_min_clipped))
@@ -31,11 +31,10 @@ def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type,
     if kind is None:
         sig = np.interp(ts, np.arange(0, len(base)), base)
     else:
-        lo = sigma_min if sigma_min is not None else float(base[0])
-        hi = sigma_max if sigma_max is not None else float(base[-1])
+        lo, hi = float(base[0]), float(base[-1])
         sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[kind](lo, hi, n)
         ts = S.sigma_to_t(sig, log_sigmas)
-        if kind == "karras" and beta_schedule != "squaredcos_cap_v2":
+        if kind == "karras" and (unipc or beta_schedule != "squaredcos_cap_v2"):
             ts = ts.round()
         else:
             # diffusers truncates; snap values within 1e-6 of an integer first, since an endpoint sigma
@@ -45,7 +44,7 @@ def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type,
         ts = ts.astype(np.int64)
     S.check_decreasing(sig)
     if final_sigmas_type == "sigma_min":
-        final = np.sqrt((_f32(1) - acp[0]) / acp[0])
+        final = sig[-1] if (unipc and kind is not None) else np.sqrt((_f32(1) - acp[0]) / acp[0])
     elif final_sigmas_type == "zero":
         final = 0.0
     else:
@@ -146,3 +145,103 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
         return x_next, (x0,)
 
     return Sampler("dpm_solver_multistep", make_schedule, step, init_state, T, 1, sde)
+
+
+def _unipc_rhos(order, h, rk, bh2):
+    """(B_h, h_phi_1, rhos) of UniPC's corrector for `order` (Zhao et al. 2023, UniC with B(h) of bh1/bh2)."""
+    hh = -h
+    h_phi_1 = np.expm1(hh)
+    b_h = np.expm1(hh) if bh2 else hh
+    if order == 1:
+        return b_h, h_phi_1, np.array([0.5])
+    h_phi_k = h_phi_1 / hh - 1
+    b1 = h_phi_k / b_h
+    h_phi_k = h_phi_k / hh - 0.5
+    b2 = h_phi_k * 2 / b_h
+    return b_h, h_phi_1, np.linalg.solve(np.array([[1.0, 1.0], [rk, 1.0]]), np.array([b1, b2]))
+
+
+def unipc_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                    trained_betas=None, solver_order=2, prediction_type="epsilon", thresholding=False,
+                    dynamic_thresholding_ratio=0.995, sample_max_value=1.0, predict_x0=True, solver_type="bh2",
+                    lower_order_final=True, disable_corrector=(), solver_p=None, use_karras_sigmas=False,
+                    use_exponential_sigmas=False, use_beta_sigmas=False, use_flow_sigmas=False, flow_shift=1.0,
+                    timestep_spacing="linspace", steps_offset=0, final_sigmas_type="zero",
+                    rescale_betas_zero_snr=False, use_dynamic_shifting=False, time_shift_type="exponential"):
+    """UniPC: UniP predictor + UniC corrector, data prediction, order <= 2 (Zhao et al. 2023, Algorithms 1-2)."""
+    name = "UniPCMultistepScheduler"
+    if solver_order not in (1, 2):
+        raise ValueError(f"{name}: unsupported solver_order {solver_order!r}; supported: 1, 2")
+    if solver_type not in ("bh1", "bh2"):
+        raise ValueError(f"{name}: unsupported solver_type {solver_type!r}")
+    for key, val in (("predict_x0=False", not predict_x0), ("solver_p", solver_p is not None),
+                     ("use_flow_sigmas", use_flow_sigmas), ("use_dynamic_shifting", use_dynamic_shifting)):
+        if val:
+            raise ValueError(f"{name}: {key} is not implemented")
+    if prediction_type not in ("epsilon", "v_prediction", "sample"):
+        raise ValueError(f"{name}: unsupported prediction_type {prediction_type!r}")
+    kind = sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas)
+    acp = S.alphas_cumprod(beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas,
+                           rescale_betas_zero_snr)
+    if rescale_betas_zero_snr:
+        acp[-1] = _f32(2.0**-24)
+    T = num_train_timesteps
+    bh2 = solver_type == "bh2"
+    disabled = set(disable_corrector or ())
+
+    def make_schedule(n, start):
+        ts, sig = vp_sigma_schedule(acp, n, T, timestep_spacing, steps_offset, kind, final_sigmas_type,
+                                    -float("inf"), beta_schedule, unipc=True)
+        m = len(ts)
+        alpha, sigma = alpha_sigma(sig)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = np.log(alpha) - np.log(sigma)
+
+        def order_at(i):
+            o = min(solver_order, m - i) if lower_order_final else solver_order
+            return min(o, i - start + 1)
+
+        rows = []
+        for i in range(start, m):
+            k = i - start
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corr = [0.0, 0.0, 0.0, 0.0, 0.0]
+                if k > 0 and (i - 1) not in disabled:
+                    h = lam[i] - lam[i - 1]
+                    oc = order_at(i - 1)
+                    rk = (lam[i - 2] - lam[i - 1]) / h if oc == 2 else 1.0
+                    b_h, h_phi_1, rhos = _unipc_rhos(oc, h, rk, bh2)
+                    c_m2 = -alpha[i] * b_h * rhos[0] / rk if oc == 2 else 0.0
+                    corr = [1.0, sigma[i] / sigma[i - 1], -alpha[i] * h_phi_1, c_m2, -alpha[i] * b_h * rhos[-1]]
+                h = lam[i + 1] - lam[i]
+                op = order_at(i)
+                hh = -h
+                h_phi_1 = np.expm1(hh)
+                b_h = np.expm1(hh) if bh2 else hh
+                c_p = 0.0
+                if op == 2:
+                    rk = (lam[i - 1] - lam[i]) / h
+                    c_p = -alpha[i + 1] * b_h * 0.5 / rk
+                pred = [sigma[i + 1] / sigma[i], -alpha[i + 1] * h_phi_1, c_p]
+            rows.append([*prediction_coefficients(prediction_type, alpha[i], sigma[i]), *corr, *pred])
+        level = np.stack([alpha, sigma], -1)[start:m].astype(_f32)
+        return Schedule(timesteps=ts[start:], sigmas=sig, init_noise_sigma=1.0, input_div=np.ones(m - start, _f32),
+                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=np.zeros(m - start, bool),
+                        noise_level=level, num_inference_steps=n)
+
+    def init_state(x):
+        z = ops.zeros_like(x)
+        return (z, z, z)
+
+    def step(x, out, state, c, noise):
+        m1, m2, x_last = state
+        x0, _ = to_x0_eps(out, x, c)
+        if thresholding:
+            x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
+        f = c[6]
+        corrected = c[7] * x_last + c[8] * m1 + c[9] * (m2 - m1) + c[10] * (x0 - m1)
+        x_c = f * corrected + (1 - f) * x
+        x_next = c[11] * x_c + c[12] * x0 + c[13] * (m1 - x0)
+        return x_next, (x0, m1, x_c)
+
+    return Sampler("unipc_multistep", make_schedule, step, init_state, T, 1, False)
