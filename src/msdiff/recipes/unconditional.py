@@ -1,0 +1,194 @@
+"""DDPM / DDIM sampling of a pixel-space UNet2DModel (diffusers' DDPMPipeline / DDIMPipeline), class labels optional.
+
+`unconditional_steps` yields (step index, sample) after every net call; `unconditional` runs it to
+images; `digit_grid` draws the shipped digit model's 10-row grid (the default `msdiff generate`).
+Class-conditional models trained with a "null" label (`train_unconditional(label_dropout > 0)`)
+accept classifier-free guidance: guidance_scale > 1 with `null_class_label`.
+"""
+import weakref
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence, Tuple
+
+import mindspore as ms
+import numpy as np
+from jaxtyping import Float
+from mindspore import Tensor
+from mindspore import ops as mops
+
+from ..samplers import Sampler, from_config, sample_steps
+from .steps import NoiseSource
+
+DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
+_DEFAULT_SCHEDULER = {"_class_name": "DDPMScheduler"}
+DIGITS_GUIDANCE_SCALE = 1.0  # classifier-free guidance of digit_grid; see assets/digits/MODEL_CARD.md
+_JIT = weakref.WeakKeyDictionary()
+
+
+def _unet_and_scheduler(components_or_unet) -> tuple:
+    unet = getattr(components_or_unet, "unet", components_or_unet)
+    if unet is None:
+        raise ValueError("the components have no unet")
+    scheduler = getattr(components_or_unet, "scheduler", None) or _DEFAULT_SCHEDULER
+    return unet, scheduler
+
+
+def resolve_sampler(scheduler: dict, sampler=None, eta: float = 0.0) -> Sampler:
+    """A Sampler from None (the checkpoint's scheduler), "ddpm" / "ddim" / a scheduler class name, a config
+    dict or a Sampler; eta is DDIM's noise scale (Song et al. 2021, eq. 16)."""
+    if isinstance(sampler, Sampler):
+        return sampler
+    if isinstance(sampler, dict):
+        config = sampler
+    else:
+        names = {None: scheduler.get("_class_name"), "ddpm": "DDPMScheduler", "ddim": "DDIMScheduler"}
+        name = names.get(sampler.lower() if isinstance(sampler, str) else sampler, sampler)
+        config = dict(scheduler, _class_name=name)
+    if config.get("_class_name") == "DDIMScheduler":
+        return from_config(config, eta=eta)
+    if eta:
+        raise ValueError(f"eta applies to DDIM only, not {config.get('_class_name')}")
+    return from_config(config)
+
+
+def _net_fn(unet, guided: bool, jit: bool) -> Callable:
+    """(x, t, labels, null_labels, scale) -> eps, with classifier-free guidance when `guided`."""
+
+    def call(x, t, y, y_null, scale):
+        if not guided:
+            return unet(x, t, y).astype(ms.float32)
+        out = unet(mops.concat([x, x], axis=0), t, mops.concat([y_null, y], axis=0)).astype(ms.float32)
+        uncond, cond = mops.split(out, x.shape[0], axis=0)
+        return uncond + scale * (cond - uncond)
+
+    if not jit:
+        return call
+    per_unet = _JIT.setdefault(unet, {})
+    if guided not in per_unet:
+        per_unet[guided] = ms.jit(call)
+    return per_unet[guided]
+
+
+def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inference_steps: int = 1000,
+                        class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
+                        null_class_label: Optional[int] = None, seed: Optional[int] = None,
+                        latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
+                        mode: str = "graph") -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
+    """Sample from noise with the UNet and sampler, yielding (step index, sample) after every net call.
+
+    All noise (initial latents unless given, DDPM / DDIM-eta step noise) comes from numpy seeded by `seed`.
+    """
+    unet, scheduler = _unet_and_scheduler(components_or_unet)
+    if mode not in ("pynative", "graph"):
+        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    smp = resolve_sampler(scheduler, sampler, eta)
+    schedule = smp.schedule(num_inference_steps)
+    cfg = unet.config
+    noise = NoiseSource(seed)
+    if latents is None:
+        size = cfg.sample_size if isinstance(cfg.sample_size, (tuple, list)) else (cfg.sample_size,) * 2
+        if size[0] is None:
+            raise ValueError("the unet config has no sample_size: pass latents")
+        x = noise.draw((batch_size, cfg.in_channels) + tuple(size)) * float(schedule.init_noise_sigma)
+    else:
+        x = latents.astype(ms.float32)
+        batch_size = x.shape[0]
+    y = y_null = None
+    if cfg.num_class_embeds:
+        if class_labels is None:
+            raise ValueError("this model is class-conditional: pass class_labels (one per image, or one for all)")
+        labels = np.broadcast_to(np.asarray(class_labels, dtype=np.int32).reshape(-1), (batch_size,))
+        if labels.min() < 0 or labels.max() >= cfg.num_class_embeds:
+            raise ValueError(f"class_labels must lie in [0, {cfg.num_class_embeds}); got {labels.tolist()}")
+        y = Tensor(np.ascontiguousarray(labels))
+    elif class_labels is not None:
+        raise ValueError("class_labels given but the model is not class-conditional (num_class_embeds is None)")
+    guided = guidance_scale != 1.0
+    if guided:
+        if y is None or null_class_label is None:
+            raise ValueError("guidance_scale != 1 needs a class-conditional model and null_class_label")
+        y_null = Tensor(np.full((batch_size,), null_class_label, np.int32))
+    net = _net_fn(unet, guided, mode == "graph")
+    scale = Tensor(np.float32(guidance_scale))
+
+    def model(x_in, t):
+        return net(x_in, t, y, y_null, scale)
+
+    yield from sample_steps(smp, schedule, model, x, lambda i: noise.draw(x.shape), jit=mode == "graph")
+
+
+def to_images(sample: Float[Tensor, "b c h w"], output_type: str = "pil"):
+    """Samples in [-1, 1] -> np.ndarray (b, h, w, c) in [0, 1] ("np") or PIL images ("pil", 1 channel -> "L")."""
+    x = np.clip(sample.asnumpy().astype(np.float32) / 2 + 0.5, 0.0, 1.0).transpose(0, 2, 3, 1)
+    if output_type == "np":
+        return x
+    if output_type != "pil":
+        raise ValueError(f"output_type must be 'pil' or 'np', got {output_type!r}")
+    from PIL import Image
+
+    u8 = (x * 255).round().astype(np.uint8)
+    return [Image.fromarray(v[..., 0] if v.shape[-1] == 1 else v) for v in u8]
+
+
+def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_steps: int = 1000,
+                  class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
+                  null_class_label: Optional[int] = None, seed: Optional[int] = None,
+                  latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
+                  output_type: str = "pil", mode: str = "graph",
+                  callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, progress: bool = False):
+    """Images from a UNet2DModel pipeline (diffusers' DDPMPipeline; sampler="ddim" with eta: DDIMPipeline).
+
+    callback(step, sample) runs after every net call; returning True stops early.
+    """
+    steps = unconditional_steps(components_or_unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
+                                class_labels=class_labels, guidance_scale=guidance_scale,
+                                null_class_label=null_class_label, seed=seed, latents=latents, sampler=sampler,
+                                eta=eta, mode=mode)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_inference_steps, desc="sampling")
+    x = latents
+    for i, x in steps:
+        if bar is not None:
+            bar.update(1)
+        if callback is not None and callback(i, x):
+            break
+    if bar is not None:
+        bar.close()
+    return to_images(x, output_type)
+
+
+def load_digits_model(dtype="float32"):
+    """The shipped class-conditional digit model (msdiff/assets/digits) as pipeline components."""
+    from ..io import load_pipeline
+
+    return load_pipeline(DIGITS, dtype=dtype)
+
+
+def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int = 25, seed: Optional[int] = 0,
+               sampler="ddim", guidance_scale: Optional[float] = None, scale: int = 2, progress: bool = True,
+               mode: str = "graph"):
+    """A PIL grid of generated digits, one row per class 0-9 with `per_class` samples each (shipped model by default).
+
+    guidance_scale None uses DIGITS_GUIDANCE_SCALE (the value the model card's evaluation used).
+    """
+    from PIL import Image
+
+    components = components or load_digits_model()
+    if guidance_scale is None:
+        guidance_scale = DIGITS_GUIDANCE_SCALE
+    num_classes = 10
+    null = components.unet.config.num_class_embeds - 1 if guidance_scale != 1.0 else None
+    labels = np.repeat(np.arange(num_classes), per_class)
+    images = unconditional(components, batch_size=labels.size, num_inference_steps=num_inference_steps,
+                           class_labels=labels, guidance_scale=guidance_scale, null_class_label=null, seed=seed,
+                           sampler=sampler, output_type="np", mode=mode, progress=progress)
+    h, w = images.shape[1:3]
+    pad = 2
+    grid = np.full((num_classes * (h + pad) + pad, per_class * (w + pad) + pad), 0.25, np.float32)
+    for k, img in enumerate(images):
+        r, c = divmod(k, per_class)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img[..., 0]
+    pil = Image.fromarray((grid * 255).round().astype(np.uint8), mode="L")
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
