@@ -63,6 +63,8 @@ def test_activations_and_linear():
     assert_close(ops.geglu(Tensor(x)), a * R.gelu(g))
     w, b = rand(6, 10), rand(6)
     assert_close(ops.linear(Tensor(x), Tensor(w), Tensor(b)), x64 @ w.T.astype(np.float64) + b)
+    x3 = rand(2, 3, 10)
+    assert_close(ops.linear(Tensor(x3), Tensor(w)), x3.astype(np.float64) @ w.T.astype(np.float64))
 
 
 @pytest.mark.parametrize("flip, shift, dim", [(False, 1.0, 32), (True, 0.0, 33)])
@@ -164,5 +166,6 @@ def test_outputs_keep_input_dtype():
     x = Tensor(rand(1, 4, 6, 6)).astype(ms.float16)
     w = Tensor(rand(4, 4, 3, 3)).astype(ms.float16)
     for y in (ops.conv2d(x, w, None, 1, 1), ops.group_norm(x, 2), ops.upsample_fir(x), ops.downsample_fir(x, w),
-              ops.interpolate(x, scale_factor=2, mode="bilinear"), ops.conv_transpose2d(x, w, None, 2)):
+              ops.interpolate(x, scale_factor=2, mode="bilinear"), ops.conv_transpose2d(x, w, None, 2),
+              ops.linear(x, w[:, :, 0, 0]), ops.conv3d(x.reshape(1, 4, 2, 3, 6), w.reshape(4, 4, 1, 3, 3))):
         assert y.dtype == ms.float16
