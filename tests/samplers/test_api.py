@@ -84,3 +84,17 @@ def test_guidance_matches_formula():
 
     out = samplers.guidance(net, 7.5)(Tensor(uncond), Tensor(np.float32(1)))
     np.testing.assert_allclose(out.asnumpy(), guided, rtol=1e-6, atol=1e-6)
+
+
+def test_from_config_stable_diffusion_v1_5():
+    """The scheduler_config.json of runwayml/stable-diffusion-v1-5 (extra keys are ignored like diffusers does)."""
+    config = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
+              "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+              "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+              "clip_sample": False}
+    sampler = samplers.from_config(config)
+    schedule = sampler.schedule(50)
+    assert sampler.name == "pndm" and len(schedule) == 51
+    assert schedule.timesteps[:3].tolist() == [981, 961, 961] and schedule.timesteps[-1] == 1
+    with pytest.raises(ValueError, match="eta"):
+        samplers.from_config(config, eta=0.5)

@@ -133,7 +133,8 @@ def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=F
             sig = S.flow_shift(sig, shift)
         if shift_terminal:
             one_minus = 1 - sig
-            sig = 1 - one_minus / (one_minus[-1] / (1 - shift_terminal))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sig = 1 - one_minus / (one_minus[-1] / (1 - shift_terminal))
         if kind is not None:
             sig = {"karras": S.karras_sigmas, "exponential": S.exponential_sigmas, "beta": S.beta_sigmas}[kind](
                 float(sig[-1]), float(sig[0]), n)

@@ -152,49 +152,70 @@ _PLMS_WEIGHTS = ((1.0, 0.0, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0), (1.5, -0.5, 0.0, 0.
 def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
          skip_prk_steps=False, set_alpha_to_one=False, prediction_type="epsilon", timestep_spacing="leading",
          steps_offset=0):
-    """Pseudo linear multistep PLMS (Liu et al. 2022, PNDM eqs. 9, 12), the SD 1.x default."""
+    """Pseudo numerical methods (Liu et al. 2022, PNDM): Runge-Kutta warm-up (eq. 13) then PLMS (eq. 12).
+
+    skip_prk_steps=True (Stable Diffusion) starts PLMS at once with diffusers' repeated second timestep.
+    """
     _check_pred(prediction_type, ("epsilon", "v_prediction"), "PNDMScheduler")
-    if not skip_prk_steps:
-        raise ValueError("PNDMScheduler: skip_prk_steps=False (Runge-Kutta warm-up) is not implemented; "
-                         "msdiff implements the PLMS variant (skip_prk_steps=True) that Stable Diffusion uses")
     S.spaced_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
     acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, False)
     final = _f32(1.0) if set_alpha_to_one else acp[0]
     T = num_train_timesteps
 
+    def timesteps(n):
+        base = S.spaced_timesteps(timestep_spacing, n, T, steps_offset)[::-1].astype(np.int64)
+        if skip_prk_steps:
+            return np.array([], np.int64), np.concatenate([base[:-1], base[-2:-1], base[-1:]])[::-1]
+        if n < 4:
+            raise ValueError(f"PNDMScheduler: the Runge-Kutta warm-up (skip_prk_steps=False) needs "
+                             f"num_inference_steps >= 4, got {n}")
+        prk = base[-4:].repeat(2) + np.tile(np.array([0, T // n // 2]), 4)
+        return prk[:-1].repeat(2)[1:-1][::-1].copy(), base[:-3][::-1].copy()
+
+    def row(t, t_prev, mix, acc, push, from_cur, save):
+        a = np.float64(acp[t])
+        a_prev = np.float64(acp[t_prev] if t_prev >= 0 else final)
+        b, b_prev = 1 - a, 1 - a_prev
+        denom = a * np.sqrt(b_prev) + np.sqrt(a * b * a_prev)
+        pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
+        return [*pred, *mix, np.sqrt(a_prev / a), (a_prev - a) / denom, push, from_cur, save, *acc]
+
     def make_schedule(n, start):
-        base = S.spaced_timesteps(timestep_spacing, n, T, steps_offset)[::-1]
-        ts = np.concatenate([base[:-1], base[-2:-1], base[-1:]])[::-1].astype(np.int64)
-        rows, noise_t = [], []
+        prk, plms = timesteps(n)
+        ts = np.concatenate([prk, plms]).astype(np.int64)
+        rows = []
         for k, t in enumerate(ts[start:]):
-            t_eff, t_prev = (t + T // n, t) if k == 1 else (t, t - T // n)
-            a = np.float64(acp[t_eff])
-            a_prev = np.float64(acp[t_prev] if t_prev >= 0 else final)
-            b, b_prev = 1 - a, 1 - a_prev
-            denom = a * np.sqrt(b_prev) + np.sqrt(a * b * a_prev)
-            pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
-            w = _PLMS_WEIGHTS[min(k, 4)]
-            push, from_cur, save = float(k != 1), float(k == 1), float(k == 0)
-            rows.append([*pred, *w, np.sqrt(a_prev / a), (a_prev - a) / denom, push, from_cur, save])
-            noise_t.append(t)
+            if k < len(prk):
+                t_prev = t - (0 if k % 2 else T // n // 2)
+                phase = k % 4
+                mix = (1.0, 0.0, 0.0, 0.0, 0.0) if phase < 3 else (1 / 6, 0.0, 0.0, 0.0, 1.0)
+                acc = ((1.0, 1 / 6), (1.0, 1 / 3), (1.0, 1 / 3), (0.0, 0.0))[phase]
+                rows.append(row(prk[k // 4 * 4], t_prev, mix, acc, float(phase == 0), float(phase != 0),
+                                float(phase == 0)))
+            elif skip_prk_steps:
+                t_eff, t_prev = (t + T // n, t) if k == 1 else (t, t - T // n)
+                w = _PLMS_WEIGHTS[min(k, 4)]
+                rows.append(row(t_eff, t_prev, (*w, 0.0), (0.0, 0.0), float(k != 1), float(k == 1), float(k == 0)))
+            else:
+                rows.append(row(t, t - T // n, (*_PLMS_WEIGHTS[4], 0.0), (0.0, 0.0), 1.0, 0.0, 0.0))
         m = len(rows)
         return Schedule(timesteps=ts[start:], sigmas=None, init_noise_sigma=1.0, input_div=np.ones(m, _f32),
-                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=np.zeros(m, bool),
-                        noise_level=_vp_noise_level(acp[np.asarray(noise_t, np.int64)]), num_inference_steps=n)
+                        coefs=np.asarray(rows, np.float64).reshape(m, 18).astype(_f32), needs_noise=np.zeros(m, bool),
+                        noise_level=_vp_noise_level(acp[ts[start:]]), num_inference_steps=n)
 
     def init_state(x):
         z = ops.zeros_like(x)
-        return (z, z, z, z)
+        return (z, z, z, z, z)
 
     def step(x, out, state, c, noise):
-        e1, e2, e3, cur = state
-        mixed = c[6] * out + c[7] * e1 + c[8] * e2 + c[9] * e3
-        base = (1 - c[13]) * x + c[13] * cur
+        e1, e2, e3, cur, acc = state
+        mixed = c[6] * out + c[7] * e1 + c[8] * e2 + c[9] * e3 + c[10] * acc
+        base = (1 - c[14]) * x + c[14] * cur
         _, eps = to_x0_eps(mixed, base, c)
-        x_prev = c[10] * base - c[11] * eps
-        keep = 1 - c[12]
-        new_state = (c[12] * out + keep * e1, c[12] * e1 + keep * e2, c[12] * e2 + keep * e3,
-                     c[14] * x + (1 - c[14]) * cur)
+        x_prev = c[11] * base - c[12] * eps
+        keep = 1 - c[13]
+        new_state = (c[13] * out + keep * e1, c[13] * e1 + keep * e2, c[13] * e2 + keep * e3,
+                     c[15] * x + (1 - c[15]) * cur, c[16] * acc + c[17] * out)
         return x_prev, new_state
 
     return Sampler("pndm", make_schedule, step, init_state, T, 1, False)
