@@ -167,5 +167,6 @@ def test_outputs_keep_input_dtype():
     w = Tensor(rand(4, 4, 3, 3)).astype(ms.float16)
     for y in (ops.conv2d(x, w, None, 1, 1), ops.group_norm(x, 2), ops.upsample_fir(x), ops.downsample_fir(x, w),
               ops.interpolate(x, scale_factor=2, mode="bilinear"), ops.conv_transpose2d(x, w, None, 2),
-              ops.linear(x, w.reshape(24, 6)), ops.layer_norm(x), ops.rms_norm(x), ops.conv3d(x.reshape(1, 4, 2, 3, 6), w.reshape(4, 4, 1, 3, 3))):
+              ops.linear(x, w.reshape(24, 6)), ops.layer_norm(x), ops.rms_norm(x),
+              ops.conv3d(x.reshape(1, 4, 2, 3, 6), w.reshape(4, 4, 1, 3, 3))):
         assert y.dtype == ms.float16

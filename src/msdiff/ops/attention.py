@@ -40,7 +40,8 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
                           scale: float = None, chunk_size: int = None) -> Tensor:
     """fp32 softmax (all fp32 on CPU), output in q.dtype: softmax(q k^T * scale + mask) v for q[..., n, d].
 
-    k is [..., m, d], v is [..., m, e]; mask is additive (float) or boolean (True = attend), broadcastable to [..., n, m].
+    k is [..., m, d], v is [..., m, e]; mask is additive (float) or boolean (True = attend),
+    broadcastable to [..., n, m].
     chunk_size splits the query axis so at most [..., chunk_size, m] scores exist at once.
     """
     check(q.ndim >= 2 and q.ndim == k.ndim == v.ndim, "softmax_bmm_attention",
@@ -74,7 +75,7 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None, scale: float = None,
               chunk_size: int = None) -> Tensor:
-    """fp32 softmax, output in q.dtype: the backend's fused kernel for q[b, h, n, d] where one exists, else softmax_bmm."""
+    """fp32 softmax, output in q.dtype: the backend's fused kernel for q[b, h, n, d], else softmax_bmm."""
     if _backend.IS_ASCEND and mask is None and chunk_size is None and q.ndim == 4:
         if scale is None:
             scale = 1.0 / math.sqrt(q.shape[-1])

@@ -157,7 +157,7 @@ def upsample_fir(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o c k k"] =
 
 def downsample_fir(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o c k k"] = None, kernel=None,
                    factor: int = 2, gain: float = 1.0) -> Float[Tensor, "b o hf wf"]:
-    """fp32 compute, output in x.dtype: FIR downsampling, optionally fused with a strided conv (diffusers FirDownsample2D).
+    """fp32 compute, output in x.dtype: FIR downsampling, optionally fused with a strided conv (FirDownsample2D).
 
     weight is the torch conv2d weight [o, c, k, k] (no bias); kernel is the FIR taps,
     1-D (separable) or 2-D, default [1] * factor (average pooling).
