@@ -57,13 +57,14 @@ def _from_ops_bench(row: dict) -> dict:
     return out
 
 
-def _ops_bench_rows(smoke: bool, log):
+def _ops_bench_rows(smoke: bool, native: bool, log):
     """Rows of benchmarks/ops_bench.py (the ops helper's conv2d microbenchmarks), or None where it is absent."""
     if importlib.util.find_spec("benchmarks.ops_bench") is None:
         return None
-    log("  ops_bench.run")
+    log("  ops_bench.run" + ("" if native else " (native=False)"))
     try:
-        return [_from_ops_bench(r) for r in importlib.import_module("benchmarks.ops_bench").run(smoke)]
+        run = importlib.import_module("benchmarks.ops_bench").run
+        return [_from_ops_bench(r) for r in (run(smoke) if native else run(smoke, native=False))]
     except Exception as e:
         return [{"error": f"ops_bench.run failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"}]
 
@@ -75,7 +76,7 @@ def _ops(args, ref_python, selected, log) -> tuple:
 
     if not args.async_launch:
         ms.runtime.launch_blocking()
-    bench_rows = _ops_bench_rows(args.smoke, log)
+    bench_rows = _ops_bench_rows(args.smoke, not args.ops_bench_no_native, log)
     cases = [c for c in specs.op_cases(args.smoke) if selected(f"{c['label']} {c['dtype']}")]
     rows = ops_extra.run(cases, args.smoke, log)
     if ref_python and cases:
@@ -101,6 +102,8 @@ def main(argv=None) -> int:
                    help="interpreter with torch+diffusers for the reference side (default: this one if they import)")
     p.add_argument("--no-reference", action="store_true", help="skip the torch/diffusers side")
     p.add_argument("--case-timeout", type=float, default=1800.0, help="seconds per net case (default 1800)")
+    p.add_argument("--ops-bench-no-native", action="store_true",
+                   help="skip MindSpore's native Conv2D in ops_bench (~1 GFLOP/s: minutes on a loaded machine)")
     p.add_argument("--async-launch", action="store_true",
                    help="keep MindSpore's asynchronous PyNative launch (default: launch_blocking, faster on CPU)")
     args = p.parse_args(argv)

@@ -8,11 +8,17 @@ import time
 RESULT_PREFIX = "BENCH_RESULT "
 
 
-def time_call(fn, min_time: float = 1.0, max_reps: int = 20) -> dict:
-    """Time fn() once (first call: compile + run) then repeatedly; steady ms is the median of the repeats."""
+def time_call(fn, min_time: float = 1.0, max_reps: int = 20, single_above: float = None) -> dict:
+    """Time fn() once (first call: compile + run) then repeatedly; steady ms is the median of the repeats.
+
+    With `single_above` (seconds), a first call slower than that is taken as the steady time (no
+    repeats): for kernels so slow that one call dwarfs any warm-up cost.
+    """
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
+    if single_above is not None and first > single_above:
+        return {"first_s": first, "ms": first * 1e3, "reps": 0, "compile_s": 0.0}
     times, total = [], 0.0
     while not times or (total < min_time and len(times) < max_reps):
         t0 = time.perf_counter()
