@@ -2,7 +2,8 @@
 scale_shift time embedding with output_scale_factor and groups_out, a forced bias-free shortcut without
 temb, average-pool downsampling of odd sizes, upsampling to an explicit output_size, group-normed residual
 attention with rescale_output_factor, and BasicTransformerBlock with only_cross_attention (GELU ff,
-attention bias) and double_self_attention ("geglu-approximate", i.e. sigmoid-GELU). fp32: max abs <= 1e-4, relative L2 <= 1e-5.
+attention bias) and double_self_attention ("geglu-approximate", i.e. sigmoid-GELU).
+fp32: max abs <= 1e-4, relative L2 <= 1e-5.
 """
 from pathlib import Path
 

@@ -34,7 +34,8 @@ class Transformer2DModel(nn.Cell):
             for _ in range(num_layers)])
         self.proj_out = proj(inner, in_channels, dtype=dtype)
 
-    def construct(self, x: Float[Tensor, "b c h w"], context: Float[Tensor, "b m d"] = None) -> Float[Tensor, "b c h w"]:
+    def construct(self, x: Float[Tensor, "b c h w"],
+                  context: Float[Tensor, "b m d"] = None) -> Float[Tensor, "b c h w"]:
         residual = x
         b, _, h, w = x.shape
         x = self.norm(x)
