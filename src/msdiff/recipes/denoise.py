@@ -71,7 +71,7 @@ def resolve_sampler(components, sampler=None) -> Sampler:
         names.update({k.lower().replace("discretescheduler", "").replace("scheduler", ""): k for k in SAMPLERS})
         key = sampler.lower().replace("_", "").replace("-", "")
         if key not in names:
-            raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(SAMPLERS)}")
+            raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(set(names))}")
         return _from_config(dict(components.scheduler or {}, _class_name=names[key]))
     raise TypeError(f"sampler must be None, a name, a scheduler config dict or a Sampler, got {type(sampler)}")
 

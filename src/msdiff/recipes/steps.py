@@ -5,7 +5,6 @@ pipeline (see `msdiff.recipes.text_to_image` for the composition). Tensors are f
 net's dtype says otherwise; numpy / PIL appear only at the image edges.
 """
 import os
-import warnings
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence, Union
 
@@ -427,10 +426,3 @@ class FiniteTracker:
                              f"usually an overflow: load the pipeline with dtype='float32' (msdiff.load_pipeline"
                              f"(..., dtype='float32')), keep the VAE in float32 (vae_dtype='float32'), or "
                              f"lower guidance_scale; msdiff.diagnose.first_nonfinite(net, ...) finds the block")
-
-
-def warn_unused(**kwargs) -> None:
-    """Warn about arguments a recipe accepts for diffusers compatibility but ignores here."""
-    for name, value in kwargs.items():
-        if value is not None:
-            warnings.warn(f"{name} is ignored by this recipe", stacklevel=3)
