@@ -14,7 +14,7 @@ TRAJ_STEPS = (3, 10, 25)
 def load(name):
     """The fixture arrays, config dict and step kwargs of one case."""
     z = dict(np.load(FIXTURES / f"{name}.npz"))
-    return z, json.loads(str(z["config"])), json.loads(str(z["step_kwargs"]))
+    return z, json.loads(z["config"].tobytes().decode()), json.loads(z["step_kwargs"].tobytes().decode())
 
 
 def _tanh(y):
