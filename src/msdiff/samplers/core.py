@@ -60,7 +60,8 @@ class Sampler:
     step(x, out, state, c, noise) -> (x_next, state): x the current sample, out the raw net output
     at call i, state a tuple of Tensors (from init_state), c the float32 coefficient row of call i,
     noise a standard-normal Tensor like x (None for deterministic samplers).
-    make_schedule(n, start) builds the Schedule of n inference steps, keeping calls from `start`.
+    make_schedule(n, start) builds the Schedule of n inference steps, keeping calls from `start`;
+    make_img2img_schedule(n, strength), where set, replaces the generic img2img truncation.
     """
 
     name: str
@@ -70,6 +71,7 @@ class Sampler:
     num_train_timesteps: int = 1000
     order: int = 1
     stochastic: bool = False
+    make_img2img_schedule: Optional[Callable[[int, float], Schedule]] = None
 
     def schedule(self, num_inference_steps: int) -> Schedule:
         """The Schedule for num_inference_steps (raises ValueError outside [1, num_train_timesteps])."""
@@ -87,8 +89,14 @@ def img2img_start(sampler: Sampler, num_inference_steps: int, strength: float) -
 
 
 def img2img_schedule(sampler: Sampler, num_inference_steps: int, strength: float) -> Schedule:
-    """Schedule of the calls that remain at img2img `strength`, multistep state restarting there."""
-    return sampler.make_schedule(num_inference_steps, img2img_start(sampler, num_inference_steps, strength))
+    """Schedule of the calls that remain at img2img `strength`, multistep state restarting there.
+
+    Samplers whose diffusers pipeline folds strength into set_timesteps instead (LCM) provide their own rule.
+    """
+    start = img2img_start(sampler, num_inference_steps, strength)
+    if sampler.make_img2img_schedule is not None:
+        return sampler.make_img2img_schedule(num_inference_steps, strength)
+    return sampler.make_schedule(num_inference_steps, start)
 
 
 def add_noise(schedule: Schedule, x0: Float[Tensor, "b c h w"], noise: Float[Tensor, "b c h w"],

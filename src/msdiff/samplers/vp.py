@@ -234,12 +234,12 @@ def lcm(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sched
     if original_inference_steps > T:
         raise ValueError(f"LCMScheduler: original_inference_steps {original_inference_steps} > {T}")
 
-    def make_schedule(n, start):
+    def make_schedule(n, start, strength=1.0):
         k = T // original_inference_steps
-        origin = np.asarray(list(range(1, original_inference_steps + 1))) * k - 1
+        origin = np.asarray(list(range(1, int(original_inference_steps * strength) + 1))) * k - 1
         if n > original_inference_steps or len(origin) // n < 1:
             raise ValueError(f"LCMScheduler: num_inference_steps {n} must be <= original_inference_steps "
-                             f"{original_inference_steps}")
+                             f"{original_inference_steps} times strength {strength}")
         origin = origin[::-1].copy()
         idx = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
         ts = origin[idx].astype(np.int64)
@@ -262,5 +262,8 @@ def lcm(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sched
         denoised = c[6] * x0 + c[7] * x
         return c[8] * denoised + c[9] * noise, state
 
-    return Sampler("lcm", make_schedule, step, _no_state, T, 1, True)
+    def make_img2img_schedule(n, strength):
+        return make_schedule(n, 0, strength)
+
+    return Sampler("lcm", make_schedule, step, _no_state, T, 1, True, make_img2img_schedule)
 
