@@ -83,13 +83,14 @@ def test_recipe_matches_diffusers(name):
     check_case(name, "pynative")
 
 
-def test_refiner_hand_off_chains():
-    """SD-XL base with denoising_end then img2img with denoising_start, chained through msdiff latents."""
+@pytest.mark.parametrize("second", ["sdxl_image_to_image_start", "sdxl_refiner_image_to_image_start"])
+def test_refiner_hand_off_chains(second):
+    """SD-XL base with denoising_end, then img2img (base or refiner folder) with denoising_start on msdiff's latents."""
     _, comps, base_kwargs, _ = case_call("sdxl_text_to_image_end")
     latents = recipes.text_to_image(comps, **base_kwargs)
-    _, _, kwargs, expected = case_call("sdxl_image_to_image_start")
+    _, comps_2, kwargs, expected = case_call(second)
     kwargs["image"] = latents
-    out = recipes.image_to_image(comps, **kwargs)
+    out = recipes.image_to_image(comps_2, **kwargs)
     assert float(np.abs(out - expected).max()) <= TOL
 
 
