@@ -27,10 +27,11 @@ def _fp32(t: Tensor) -> Tensor:
     return _to(t, ms.float32)
 
 
-def _add_bias(y: Tensor, bias: Tensor, ndim: int) -> Tensor:
+def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
+    """y + bias on axis 1. BiasAdd: MindSpore's CPU broadcasting add is ~25x slower for this."""
     if bias is None:
         return y
-    return y + bias.astype(y.dtype).reshape((1, -1) + (1,) * (ndim - 2))
+    return ops.bias_add(y, _to(bias, y.dtype))
 
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
@@ -47,10 +48,8 @@ def linear(x: Float[Tensor, "... i"], weight: Float[Tensor, "o i"],
         x, weight = x.astype(ms.float32), weight.astype(ms.float32)
         bias = None if bias is None else bias.astype(ms.float32)
     # MatMul(transpose_b) reads weight[out, in] in place; weight.T would copy it on every call.
-    y = _MATMUL_NT(x.reshape(-1, x.shape[-1]), weight).reshape(x.shape[:-1] + (weight.shape[0],))
-    if bias is not None:
-        y = y + bias
-    return _to(y, dtype)
+    y = _add_bias(_MATMUL_NT(x.reshape(-1, x.shape[-1]), weight), bias)
+    return _to(y.reshape(x.shape[:-1] + (weight.shape[0],)), dtype)
 
 
 def _check_conv(op: str, x: Tensor, weight: Tensor, groups: int, nd: int, layout: str) -> None:
@@ -88,13 +87,13 @@ def conv2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o cg kh kw"], bia
           f"kernel {weight.shape[2:]} (dilation {dilation}) larger than padded input {x.shape[2:]}")
     if _backend.IS_CPU:
         y = conv2d_matmul(_fp32(x), _fp32(weight), stride, pads, dilation, groups)
-        return _to(_add_bias(y, None if bias is None else _fp32(bias), 4), x.dtype)
+        return _to(_add_bias(y, None if bias is None else _fp32(bias)), x.dtype)
     if pads[0] != pads[1] or pads[2] != pads[3]:
         x = ops.pad(x, (pads[2], pads[3], pads[0], pads[1]))
         pads = (0, 0, 0, 0)
     y = ops.conv2d(x, weight, pad_mode="pad", padding=(pads[0], pads[2]), stride=stride, dilation=dilation,
                    groups=groups)
-    return _add_bias(y, bias, 4)
+    return _add_bias(y, bias)
 
 
 def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"], bias: Float[Tensor, "o"] = None,
@@ -114,7 +113,7 @@ def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"]
     if not _backend.IS_CPU:
         y = ops.conv3d(x, weight, pad_mode="pad", padding=(pt, ph, pw), stride=(st, sh, sw),
                        dilation=(dt, dh, dw), groups=groups)
-        return _add_bias(y, bias, 5)
+        return _add_bias(y, bias)
     xf, wf = _fp32(x), _fp32(weight)
     if pt:
         xf = ops.pad(xf, (0, 0, 0, 0, pt, pt))
@@ -125,7 +124,7 @@ def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"]
         yi = conv2d_matmul(frames, wf[:, :, i], (sh, sw), (ph, ph, pw, pw), (dh, dw), groups)
         y = yi if y is None else y + yi
     y = y.reshape((b, ot, o) + y.shape[2:]).swapaxes(1, 2)
-    return _to(_add_bias(y, None if bias is None else _fp32(bias), 5), x.dtype)
+    return _to(_add_bias(y, None if bias is None else _fp32(bias)), x.dtype)
 
 
 def conv_transpose2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "c og kh kw"], bias: Float[Tensor, "o"] = None,
@@ -145,6 +144,6 @@ def conv_transpose2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "c og kh
           f"output_padding {output_padding} must be smaller than stride {stride} or dilation {dilation}")
     if _backend.IS_ASCEND:
         y = mint.nn.functional.conv_transpose2d(x, weight, None, stride, padding, output_padding, groups, dilation)
-        return _add_bias(y, bias, 4)
+        return _add_bias(y, bias)
     y = conv_transpose2d_matmul(_fp32(x), _fp32(weight), stride, padding, output_padding, dilation, groups)
-    return _to(_add_bias(y, None if bias is None else _fp32(bias), 4), x.dtype)
+    return _to(_add_bias(y, None if bias is None else _fp32(bias)), x.dtype)
