@@ -42,7 +42,7 @@ def _native(x, w, b, pad):
 
 
 def run(smoke: bool = False, native: bool = True, repeats: int = 3) -> list:
-    """Rows {op, shape, dtype, ms, gflops, native_ms, native_gflops, speedup, max_rel_diff} per case."""
+    """Rows {op, shape, dtype, ms, gflops, gemm_gflops, native_ms, native_gflops, speedup, max_rel_diff}."""
     ms.runtime.launch_blocking()
     rng = np.random.default_rng(0)
     rows = []
@@ -54,8 +54,12 @@ def run(smoke: bool = False, native: bool = True, repeats: int = 3) -> list:
             pad = k // 2
             flops = 2.0 * b * c * c * k * k * s * s
             fast_ms = _best_ms(lambda: ops.conv2d(x, w, bias, 1, pad), repeats)
+            # The bare fp32 GEMM of the same size: the ceiling, and a load-independent yardstick.
+            a = Tensor(rng.standard_normal((c, c * k * k)).astype(np.float32))
+            m = Tensor(rng.standard_normal((c * k * k, b * s * s)).astype(np.float32))
+            gemm_ms = _best_ms(lambda: mops.matmul(a, m), repeats)
             row = {"op": "conv2d", "shape": label, "dtype": str(dtype).lower(), "ms": round(fast_ms, 2),
-                   "gflops": round(flops / fast_ms / 1e6, 1)}
+                   "gflops": round(flops / fast_ms / 1e6, 1), "gemm_gflops": round(flops / gemm_ms / 1e6, 1)}
             # The native CPU kernel is ~1 GFLOP/s (seconds per call): one timed call after a tiny warm-up.
             if native:
                 _native(x[:, :, :2, :2], w, bias, pad).asnumpy()
@@ -72,11 +76,11 @@ def run(smoke: bool = False, native: bool = True, repeats: int = 3) -> list:
 
 def format_table(rows: list) -> str:
     """Plain-text table of run()'s rows."""
-    head = f"{'op':7} {'shape':18} {'dtype':8} {'ms':>9} {'GFLOP/s':>8} {'native ms':>10} {'native GF/s':>11} " \
-           f"{'speedup':>8} {'max rel diff':>12}"
+    head = f"{'op':7} {'shape':18} {'dtype':8} {'ms':>9} {'GFLOP/s':>8} {'GEMM GF/s':>9} {'native ms':>10} " \
+           f"{'native GF/s':>11} {'speedup':>8} {'max rel diff':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['op']:7} {r['shape']:18} {r['dtype']:8} {r['ms']:9.2f} {r['gflops']:8.1f} "
+        lines.append(f"{r['op']:7} {r['shape']:18} {r['dtype']:8} {r['ms']:9.2f} {r['gflops']:8.1f} {r['gemm_gflops']:9.1f} "
                      f"{r.get('native_ms', float('nan')):10.1f} {r.get('native_gflops', float('nan')):11.2f} "
                      f"{r.get('speedup', float('nan')):8.1f} {r.get('max_rel_diff', float('nan')):12.2e}")
     return "\n".join(lines)
