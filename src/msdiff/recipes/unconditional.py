@@ -72,10 +72,11 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
                         class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                         null_class_label: Optional[int] = None, seed: Optional[int] = None,
                         latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
-                        mode: str = "graph") -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
+                        noise=None, mode: str = "graph") -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
     """Sample from noise with the UNet and sampler, yielding (step index, sample) after every net call.
 
-    All noise (initial latents unless given, DDPM / DDIM-eta step noise) comes from numpy seeded by `seed`.
+    All noise (initial latents unless given, then DDPM / DDIM-eta step noise) is drawn in that order from
+    `noise` (recorded arrays or a callable(shape), as `steps.NoiseSource`) or else numpy seeded by `seed`.
     """
     unet, scheduler = _unet_and_scheduler(components_or_unet)
     if mode not in ("pynative", "graph"):
@@ -83,7 +84,7 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
     smp = resolve_sampler(scheduler, sampler, eta)
     schedule = smp.schedule(num_inference_steps)
     cfg = unet.config
-    noise = NoiseSource(seed)
+    noise = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
     if latents is None:
         size = cfg.sample_size if isinstance(cfg.sample_size, (tuple, list)) else (cfg.sample_size,) * 2
         if size[0] is None:
@@ -133,7 +134,7 @@ def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_step
                   class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                   null_class_label: Optional[int] = None, seed: Optional[int] = None,
                   latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
-                  output_type: str = "pil", mode: str = "graph",
+                  noise=None, output_type: str = "pil", mode: str = "graph",
                   callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, progress: bool = False):
     """Images from a UNet2DModel pipeline (diffusers' DDPMPipeline; sampler="ddim" with eta: DDIMPipeline).
 
@@ -142,7 +143,7 @@ def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_step
     steps = unconditional_steps(components_or_unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
                                 class_labels=class_labels, guidance_scale=guidance_scale,
                                 null_class_label=null_class_label, seed=seed, latents=latents, sampler=sampler,
-                                eta=eta, mode=mode)
+                                eta=eta, noise=noise, mode=mode)
     bar = None
     if progress:
         from tqdm.auto import tqdm
