@@ -18,12 +18,32 @@ Design
   each call, the linear map net output -> (x0, eps) for "epsilon", "v_prediction", "sample" or
   "flow_prediction"; every step applies it with `denoiser.to_x0_eps`. Classifier-free guidance
   (`denoiser.guidance`, with diffusers' guidance_rescale) wraps the net before it reaches the loop.
-* Multi-stage methods (Heun) follow diffusers' call layout (2n-1 net calls), so every sampler runs
-  in the same loop: `sample_steps` yields (i, x) after each call for progress, preview and early
-  stop; `sample` runs it with an optional callback.
+* Multi-stage methods (Heun, KDPM2, PNDM's Runge-Kutta warm-up) follow diffusers' call layout (one
+  row per net call, a flag column selects the stage), so every sampler runs in the same loop:
+  `sample_steps` yields (i, x) after each call for progress, preview and early stop; `sample` runs
+  it with an optional callback. Multistep history (PLMS, DPM-Solver++, UniPC, LMS) is the state tuple.
+* Noise: stochastic samplers (`sampler.stochastic`) take `noise` as a Tensor [calls, *x.shape] or a
+  callable noise(i) -> Tensor, called only at calls where `schedule.needs_noise[i]`.
 * img2img: `img2img_schedule(sampler, n, strength)` keeps the calls diffusers' pipelines keep
-  (t_start * order), restarting multistep state there; `add_noise(schedule, x0, noise)` noises x0 to
-  the first kept call.
+  (t_start * order; LCM folds strength into its schedule), restarting multistep state there;
+  `add_noise(schedule, x0, noise)` noises x0 to the first kept call.
+
+Samplers (diffusers class -> factory): DDIMScheduler vp.ddim, DDPMScheduler vp.ddpm, PNDMScheduler
+vp.pndm, LCMScheduler vp.lcm, EulerDiscreteScheduler k.euler, EulerAncestralDiscreteScheduler
+k.euler_ancestral, HeunDiscreteScheduler k.heun, KDPM2DiscreteScheduler k.kdpm2,
+KDPM2AncestralDiscreteScheduler k.kdpm2_ancestral, LMSDiscreteScheduler k.lms,
+DPMSolverMultistepScheduler dpm.dpm_solver_multistep, UniPCMultistepScheduler dpm.unipc_multistep,
+EDMEulerScheduler edm.edm_euler, CMStochasticIterativeScheduler edm.consistency,
+FlowMatchEulerDiscreteScheduler edm.flow_match_euler.
+
+Typical use::
+
+    sampler = samplers.from_config(scheduler_config)             # eta=..., mu=... per-call options
+    schedule = sampler.schedule(num_inference_steps)
+    model = samplers.guidance(lambda x, t: unet(x, t, embeddings), 7.5, guidance_rescale=0.0)
+    x = noise * schedule.init_noise_sigma
+    for i, x in samplers.sample_steps(sampler, schedule, model, x, noise=step_noise, jit=True):
+        ...                                                        # progress, preview, break to stop
 """
 from .config import SAMPLERS, from_config
 from .core import (Sampler, Schedule, add_noise, img2img_schedule, img2img_start, jit_step, sample,

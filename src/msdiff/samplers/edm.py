@@ -105,7 +105,10 @@ def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=F
                      max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096, invert_sigmas=False,
                      shift_terminal=None, use_karras_sigmas=False, use_exponential_sigmas=False,
                      use_beta_sigmas=False, time_shift_type="exponential", stochastic_sampling=False, mu=None):
-    """Euler on the rectified-flow ODE dx/dsigma = v (Esser et al. 2024, SD3); mu for dynamic shifting."""
+    """Euler on the rectified-flow ODE dx/dsigma = v (Esser et al. 2024, SD3); mu for dynamic shifting.
+
+    The net's output is the velocity itself (the only prediction this scheduler supports), used as is.
+    """
     from .k import sigma_kind
 
     name = "FlowMatchEulerDiscreteScheduler"
