@@ -80,7 +80,8 @@ def format_table(rows: list) -> str:
            f"{'native GF/s':>11} {'speedup':>8} {'max rel diff':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['op']:7} {r['shape']:18} {r['dtype']:8} {r['ms']:9.2f} {r['gflops']:8.1f} {r['gemm_gflops']:9.1f} "
+        lines.append(f"{r['op']:7} {r['shape']:18} {r['dtype']:8} {r['ms']:9.2f} {r['gflops']:8.1f} "
+                     f"{r['gemm_gflops']:9.1f} "
                      f"{r.get('native_ms', float('nan')):10.1f} {r.get('native_gflops', float('nan')):11.2f} "
                      f"{r.get('speedup', float('nan')):8.1f} {r.get('max_rel_diff', float('nan')):12.2e}")
     return "\n".join(lines)
