@@ -98,3 +98,17 @@ def test_from_config_stable_diffusion_v1_5():
     assert schedule.timesteps[:3].tolist() == [981, 961, 961] and schedule.timesteps[-1] == 1
     with pytest.raises(ValueError, match="eta"):
         samplers.from_config(config, eta=0.5)
+
+
+def test_from_config_reuses_sampler_and_compiled_step():
+    from _common import compile_count
+
+    z, config, _ = load("dpm_2m")  # not among the parity test's JIT_CASES, which count their own compilations
+    first = samplers.from_config(dict(config))
+    assert samplers.from_config(dict(config)) is first
+    x = Tensor(z["latent"])
+    samplers.sample(first, first.schedule(3), analytic_model(), x, jit=True)
+    before = compile_count()
+    again = samplers.from_config(dict(config))
+    samplers.sample(again, again.schedule(4), analytic_model(), x, jit=True)
+    assert compile_count() == before

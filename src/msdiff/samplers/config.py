@@ -32,7 +32,8 @@ def from_config(config: dict, **sampler_args) -> Sampler:
     """The Sampler for a diffusers scheduler config dict; sampler_args are per-call options (e.g. eta for DDIM).
 
     Keys the factory does not know are ignored like diffusers ignores them; a known key with a value
-    msdiff does not implement, or an unknown _class_name, raises ValueError naming it.
+    msdiff does not implement, or an unknown _class_name, raises ValueError naming it. Equal configs
+    return the same Sampler, so its jit-compiled step is reused across calls.
     """
     name = config.get("_class_name")
     if name not in SAMPLERS:
@@ -44,4 +45,16 @@ def from_config(config: dict, **sampler_args) -> Sampler:
     if bad:
         raise ValueError(f"{name}: unknown sampler arguments {sorted(bad)}")
     kwargs.update(sampler_args)
-    return factory(**kwargs)
+    key = (name, repr(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+    sampler = _CACHE.get(key)
+    if sampler is None:
+        sampler = _CACHE[key] = factory(**kwargs)
+    return sampler
+
+
+# one Sampler (hence one jit-compiled step) per distinct configuration
+_CACHE: Dict[tuple, Sampler] = {}
+
+
+def _hashable(v):
+    return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
