@@ -5,7 +5,7 @@ from mindspore import Tensor
 
 from msdiff import samplers
 from msdiff.samplers import schedules
-from _common import analytic_model, load
+from _sampler_common import analytic_model, load
 
 DDIM = {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 
@@ -101,7 +101,7 @@ def test_from_config_stable_diffusion_v1_5():
 
 
 def test_from_config_reuses_sampler_and_compiled_step():
-    from _common import compile_count
+    from _sampler_common import compile_count
 
     z, config, _ = load("dpm_2m")  # not among the parity test's JIT_CASES, which count their own compilations
     first = samplers.from_config(dict(config))

@@ -4,7 +4,7 @@ import pytest
 from mindspore import Tensor
 
 from msdiff import samplers
-from _common import CASES, TRAJ_STEPS, compile_count, load, max_rel, rel_l2, run
+from _sampler_common import CASES, TRAJ_STEPS, compile_count, load, max_rel, rel_l2, run
 
 SCHEDULE_TOL = 1e-6
 TRAJ_TOL = 1e-5
