@@ -381,3 +381,91 @@ def test_uncached_repo_id_says_how_to_download(tmp_path, monkeypatch):
         msdiff.load("org/not-there")
     msg = str(err.value)
     assert "org/not-there" in msg and "hf download org/not-there" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_load_builds_the_net_without_initialising_any_parameter(tmp_path, monkeypatch):
+    """msdiff.load creates parameters without data (no_init_parameters) and fills them from the file."""
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a parameter initialiser ran")
+
+    monkeypatch.setattr(ms.Tensor, "init_data", refuse)
+    with pytest.raises(AssertionError, match="initialiser ran"):
+        TinyNet(TinyConfig())
+    net = msdiff.load(write_folder(tmp_path / "m"), dtype="float16")
+    for key, value in tiny_state().items():
+        np.testing.assert_array_equal(params(net)[map_weights(key)], value.astype(np.float16))
+
+
+def test_loaded_parameters_are_plain_and_run_in_pynative_and_jit(tmp_path):
+    import copy
+
+    net = msdiff.load(write_folder(tmp_path / "m"))
+    for param in net.get_parameters():
+        assert not param.has_init and param.init_mode is None
+    want = params(net)
+    net.init_parameters_data()
+    x = ms.Tensor(np.random.default_rng(1).standard_normal((2, 2)).astype(np.float32))
+    eager = net(x).asnumpy()
+
+    def forward(x):
+        return net(x)
+
+    np.testing.assert_allclose(ms.jit(forward)(x).asnumpy(), eager, rtol=1e-6, atol=1e-6)
+    for name, value in params(net).items():
+        np.testing.assert_array_equal(value, want[name])
+    clone = copy.deepcopy(net.head.weight)
+    np.testing.assert_array_equal(clone.asnumpy(), want["head.weight"])
+
+
+def test_missing_key_leaves_no_uninitialised_net_behind(tmp_path):
+    """A lazily built net with a key absent from the file: an error, before any parameter is assigned."""
+    from mindspore.nn.utils import no_init_parameters
+
+    state = tiny_state()
+    del state["head.weight"]
+    path = tmp_path / "w.safetensors"
+    save_file({map_weights(k): v for k, v in state.items()}, str(path))
+    with no_init_parameters():
+        net = TinyNet(TinyConfig())
+    with pytest.raises(LoadError, match=r"1 missing.*head\.weight"):
+        load_weights(net, path)
+
+
+def test_header_pointing_past_the_end_of_the_file_is_an_error(tmp_path):
+    import struct
+
+    folder = write_folder(tmp_path / "m")
+    path = folder / "diffusion_pytorch_model.safetensors"
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + size])
+    header["head.weight"]["shape"] = [3, 4]
+    end = max(e["data_offsets"][1] for k, e in header.items() if k != "__metadata__")
+    header["head.weight"]["data_offsets"] = [end, end + 48]
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(struct.pack("<Q", len(head)) + head + data[8 + size:])
+    with pytest.raises(LoadError, match=r"cannot read safetensors file .*truncated or corrupt"):
+        msdiff.load(folder)
+
+
+def test_large_parameter_buffers_in_their_own_mappings_stay_valid(tmp_path, monkeypatch):
+    """Buffers past weights._OWN_MAPPING_BYTES come from an anonymous mmap; the parameters keep them alive."""
+    import gc
+
+    from msdiff.io import weights
+
+    monkeypatch.setattr(weights, "_OWN_MAPPING_BYTES", 0)
+    for dtype in ("float32", "float16"):
+        net = msdiff.load(write_folder(tmp_path / dtype), dtype=dtype)
+        gc.collect()
+        filler = [np.full(1 << 16, 7.0) for _ in range(64)]
+        for key, value in tiny_state().items():
+            np.testing.assert_array_equal(params(net)[map_weights(key)], value.astype(dtype))
+        x = ms.Tensor(np.ones((1, 2), dtype))
+
+        def forward(x):
+            return net(x)
+
+        np.testing.assert_array_equal(ms.jit(forward)(x).asnumpy(), net(x).asnumpy())
+        del filler

@@ -6,6 +6,7 @@ from typing import Optional
 
 import mindspore as ms
 from mindspore import nn
+from mindspore.nn.utils import no_init_parameters
 
 from .paths import CheckpointNotFoundError, LoadError, resolve_folder
 from .registry import net_entry
@@ -66,6 +67,8 @@ def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, 
     `path_or_repo_id`: a local folder, or a hub repo id already in the huggingface_hub cache (never
     downloaded). `dtype`: "float32" | "float16" | "bfloat16" (not on CPU); tensors are cast as they
     load. `variant`: e.g. "fp16" reads diffusion_pytorch_model.fp16.safetensors / model.fp16.safetensors.
+    The net is built under `mindspore.nn.utils.no_init_parameters` (no random initialisation, no
+    memory until a tensor arrives); every parameter then gets its data from the file, or the load fails.
     """
     compute_dtype = parse_dtype(dtype)
     folder = resolve_folder(path_or_repo_id, subfolder)
@@ -81,7 +84,8 @@ def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, 
         config = entry.config_from_diffusers(config_dict)
     except ValueError as e:
         raise LoadError(f"{config_path}: {e}") from e
-    net = entry.cls(config, dtype=compute_dtype)
+    with no_init_parameters():
+        net = entry.cls(config, dtype=compute_dtype)
     load_weights(net, folder, entry.map_weights, variant=variant)
     net.set_train(False)
     return net

@@ -1,11 +1,17 @@
 """Strict safetensors weight loading: find the files, check every key and shape, then assign.
 
-Tensors are read one at a time (`safetensors.safe_open`, numpy), cast to the dtype of the
-parameter they fill and handed to `Parameter.set_data` without a copy, so peak memory is the
-net plus one tensor, never a second copy of the whole model.
+The safetensors library validates each file and its header. Tensor bytes are then read one
+tensor at a time, with plain file reads, straight into a new buffer of the parameter's dtype
+(through a 4 MB chunk when a cast is needed), which `Parameter.set_data` adopts without a copy.
+No memory map of the file is used (its touched pages would count as a second resident copy), so
+peak memory is the net plus 4 MB (plus one float32 tensor for bfloat16 parameters). Parameters may be uninitialised
+(`mindspore.nn.utils.no_init_parameters`): each gets its data here, and a parameter left
+without data is an error.
 """
 import json
+import mmap
 import os
+import struct
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -18,6 +24,11 @@ from .paths import CheckpointNotFoundError, LoadError
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 _SHOW = 5
+# safetensors dtype -> numpy dtype of its bytes (BF16 read as raw uint16 bits, widened to float32)
+_ST_NUMPY = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
+             "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_CAST_CHUNK = 1 << 22  # bytes read per step when a tensor is cast on its way into a parameter
+_OWN_MAPPING_BYTES = 1 << 22  # parameter buffers from this size up get their own anonymous mmap (see _empty)
 _NUMPY = {ms.float32: np.float32, ms.float16: np.float16, ms.float64: np.float64, ms.int64: np.int64,
           ms.int32: np.int32, ms.int16: np.int16, ms.int8: np.int8, ms.uint8: np.uint8, ms.bool_: np.bool_}
 
@@ -91,13 +102,42 @@ def _open(path: Path):
 
 
 def _header(path: Path) -> dict:
-    """key -> (shape, safetensors dtype string), without reading tensor data."""
-    header = {}
-    with _open(path) as f:
-        for key in f.keys():
-            view = f.get_slice(key)
-            header[key] = (tuple(view.get_shape()), view.get_dtype())
-    return header
+    """key -> (shape, safetensors dtype, (first, end) byte offsets in the file), without reading tensor data."""
+    with _open(path):
+        pass
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        entries = json.loads(f.read(size))
+    start = 8 + size
+    return {key: (tuple(e["shape"]), e["dtype"], (start + e["data_offsets"][0], start + e["data_offsets"][1]))
+            for key, e in entries.items() if key != "__metadata__"}
+
+
+def _read_into(f, path: Path, key: str, st_dtype: str, span: tuple, out: np.ndarray) -> None:
+    """Read one tensor's bytes into `out`, casting from the file's dtype in small chunks (BF16 widened exactly)."""
+    source = np.dtype(_ST_NUMPY[st_dtype])
+    flat = out.reshape(-1)
+    if flat.size * source.itemsize != span[1] - span[0]:
+        raise LoadError(f"{path}: the header gives tensor {key!r} {span[1] - span[0]} bytes for {out.shape} "
+                        f"{st_dtype} (corrupt file?)")
+    f.seek(span[0])
+    if source == out.dtype:
+        _fill(f, path, key, flat)
+        return
+    step = max(1, _CAST_CHUNK // source.itemsize)
+    buffer = np.empty(min(step, flat.size), source)
+    for first in range(0, flat.size, step):
+        part = buffer[:min(step, flat.size - first)]
+        _fill(f, path, key, part)
+        if st_dtype == "BF16":
+            part = (part.astype(np.uint32) << 16).view(np.float32)
+        np.copyto(flat[first:first + part.size], part, casting="unsafe")
+
+
+def _fill(f, path: Path, key: str, flat: np.ndarray) -> None:
+    if f.readinto(flat.view(np.uint8)) != flat.nbytes:
+        raise LoadError(f"cannot read tensor {key!r} from {path}: the file is shorter than its header says "
+                        f"(truncated or corrupt?). Download or save it again.")
 
 
 def _is_float(st_dtype: str) -> bool:
@@ -116,7 +156,7 @@ def _plan(cell: nn.Cell, files: list, map_weights: Callable, source: Path) -> di
     unexpected, shapes, kinds, duplicate = [], [], [], []
     for path in files:
         plan[path] = []
-        for key, (shape, st_dtype) in _header(path).items():
+        for key, (shape, st_dtype, span) in _header(path).items():
             name = map_weights(key)
             if name is None:
                 continue
@@ -130,10 +170,12 @@ def _plan(cell: nn.Cell, files: list, map_weights: Callable, source: Path) -> di
                 param = params[name]
                 if shape != tuple(param.shape):
                     shapes.append(f"{key}{where}: checkpoint {shape} vs net {tuple(param.shape)}")
+                elif st_dtype not in _ST_NUMPY:
+                    kinds.append(f"{key}{where}: checkpoint dtype {st_dtype} is not supported by msdiff")
                 elif _is_float(st_dtype) != (param.dtype in (ms.float16, ms.float32, ms.float64, ms.bfloat16)):
                     kinds.append(f"{key}{where}: checkpoint {st_dtype} vs net {param.dtype}")
                 else:
-                    plan[path].append((key, param))
+                    plan[path].append((key, param, st_dtype, span))
     missing = [name for name in params if name not in seen]
     if missing or unexpected or shapes or kinds or duplicate:
         message = f"{source} does not match {type(cell).__name__} (strict load)"
@@ -148,13 +190,28 @@ def _plan(cell: nn.Cell, files: list, map_weights: Callable, source: Path) -> di
     return plan
 
 
-def _to_tensor(array: np.ndarray, dtype) -> Tensor:
-    if dtype == ms.bfloat16:
-        if array.dtype.name == "bfloat16":
-            return Tensor(array)
-        return Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).astype(ms.bfloat16)
-    target = _NUMPY[dtype]
-    return Tensor.from_numpy(np.ascontiguousarray(array, dtype=target))
+def _empty(shape: tuple, dtype) -> np.ndarray:
+    """np.empty, except that large buffers come from their own anonymous mmap, without huge-page advice.
+
+    numpy advises huge pages for large arrays; on the machines measured (benchmarks/load_bench.py)
+    first-touch faults of huge pages cost about 4x the kernel time of 4 KB pages, which made
+    them most of the load time of an SD-1.5 UNet. The array keeps its mapping alive.
+    """
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if nbytes < _OWN_MAPPING_BYTES:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
+
+
+def _load_tensor(f, path: Path, key: str, st_dtype: str, span: tuple, param) -> Tensor:
+    """One checkpoint tensor, read straight into a new buffer of the parameter's dtype, as a Tensor sharing it."""
+    if param.dtype == ms.bfloat16:
+        array = _empty(param.shape, np.float32)
+        _read_into(f, path, key, st_dtype, span, array)
+        return Tensor.from_numpy(array).astype(ms.bfloat16)
+    array = _empty(param.shape, _NUMPY[param.dtype])
+    _read_into(f, path, key, st_dtype, span, array)
+    return Tensor.from_numpy(array)
 
 
 def load_weights(cell: nn.Cell, folder_or_files: "str | os.PathLike | Iterable", map_weights: Callable = None,
@@ -183,11 +240,11 @@ def load_weights(cell: nn.Cell, folder_or_files: "str | os.PathLike | Iterable",
         source = files[0] if len(files) == 1 else files[0].parent
     plan = _plan(cell, files, map_weights, source)
     for path, entries in plan.items():
-        with _open(path) as f:
-            for key, param in entries:
-                try:
-                    array = f.get_tensor(key)
-                except Exception as e:
-                    raise LoadError(f"cannot read tensor {key!r} from {path} (truncated or corrupt?): {e}") from e
-                param.set_data(_to_tensor(array, param.dtype))
+        with open(path, "rb") as f:
+            for key, param, st_dtype, span in entries:
+                param.set_data(_load_tensor(f, path, key, st_dtype, span, param))
+                param.init_mode = None
+    unfilled = [name for name, param in cell.parameters_and_names() if param.has_init]
+    if unfilled:
+        raise LoadError(f"{source}: parameters left without data after loading" + _listing("unfilled", unfilled))
     return cell
