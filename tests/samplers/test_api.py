@@ -36,7 +36,7 @@ def test_unsupported_field_value(key, value):
 
 def test_unsupported_dpm_options():
     with pytest.raises(ValueError, match="solver_order"):
-        samplers.from_config({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3})
+        samplers.from_config({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4})
     with pytest.raises(ValueError, match="algorithm_type"):
         samplers.from_config({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})
 

@@ -10,7 +10,7 @@ SCHEDULE_TOL = 1e-6
 TRAJ_TOL = 1e-5
 JIT_STEPS = 10
 # every sampler class and option branch (stochastic, multistep, two-stage, thresholding, learned variance)
-JIT_CASES = ["pndm_prk", "ddim_eta", "ddim_linspace_sample_thresh", "ddpm_learned_range", "ddpm_learned", "pndm_sd",
+JIT_CASES = ["pndm_prk", "dpm_3m_sde_karras", "ddim_eta", "ddim_linspace_sample_thresh", "ddpm_learned_range", "ddpm_learned", "pndm_sd",
              "lcm_v_clip", "euler_karras_v", "euler_a_sd", "heun_karras_v_clip", "dpm_2m_karras",
              "dpm_sde_heun_trailing", "dpm_1_sample_thresh", "lms_karras_v_order3", "kdpm2_karras_v",
              "kdpm2_a_leading_v", "edm_euler_exp_v_sigma_min", "cm_default", "flow_dynamic_terminal",

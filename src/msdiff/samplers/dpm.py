@@ -1,4 +1,4 @@
-"""Multistep exponential-integrator samplers: DPM-Solver++ (2M, SDE 2M)."""
+"""Multistep exponential-integrator samplers: DPM-Solver++ (1/2/3M, SDE), UniPC."""
 import numpy as np
 from mindspore import ops
 
@@ -68,13 +68,13 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
                          lambda_min_clipped=-float("inf"), variance_type=None, timestep_spacing="linspace",
                          steps_offset=0, rescale_betas_zero_snr=False, use_dynamic_shifting=False,
                          time_shift_type="exponential"):
-    """DPM-Solver++(2M) and SDE-DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2)."""
+    """DPM-Solver++(2M/3M) and SDE-DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095, Algorithm 2 and appendix)."""
     name = "DPMSolverMultistepScheduler"
     if algorithm_type not in ("dpmsolver++", "sde-dpmsolver++"):
         raise ValueError(f"{name}: unsupported algorithm_type {algorithm_type!r}; supported: dpmsolver++, "
                          "sde-dpmsolver++")
-    if solver_order not in (1, 2):
-        raise ValueError(f"{name}: unsupported solver_order {solver_order!r}; supported: 1, 2")
+    if solver_order not in (1, 2, 3):
+        raise ValueError(f"{name}: unsupported solver_order {solver_order!r}; supported: 1, 2, 3")
     if solver_type not in ("midpoint", "heun"):
         raise ValueError(f"{name}: unsupported solver_type {solver_type!r}")
     for key, val in (("use_lu_lambdas", use_lu_lambdas), ("use_flow_sigmas", use_flow_sigmas),
@@ -105,6 +105,8 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
             k = i - start
             final = i == m - 1 and (euler_at_final or (lower_order_final and m < 15) or final_sigmas_type == "zero")
             first = solver_order == 1 or k < 1 or final
+            second = not first and (solver_order == 2 or k < 2 or (i == m - 2 and lower_order_final and m < 15))
+            a_2 = 0.0
             with np.errstate(divide="ignore", invalid="ignore"):
                 h = lam[i + 1] - lam[i]
                 e = np.exp(-h)
@@ -114,7 +116,17 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
                 else:
                     a_x, a_d, a_n = sigma[i + 1] / sigma[i], -alpha[i + 1] * (e - 1), 0.0
                 a_1 = 0.0
-                if not first:
+                if not first and not second:
+                    r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+                    if sde:
+                        c1 = alpha[i + 1] * ((1 - e * e) / (-2 * h) + 1)
+                        c2 = alpha[i + 1] * ((1 - e * e - 2 * h) / (2 * h) ** 2 - 0.5)
+                    else:
+                        c1 = alpha[i + 1] * ((e - 1) / h + 1)
+                        c2 = -alpha[i + 1] * ((e - 1 + h) / h**2 - 0.5)
+                    a_1 = (c1 * (1 + r0 / (r0 + r1)) + c2 / (r0 + r1)) / r0
+                    a_2 = -(c1 * r0 / (r0 + r1) + c2 / (r0 + r1)) / r1
+                elif not first:
                     r0 = (lam[i] - lam[i - 1]) / h
                     if solver_type == "midpoint":
                         a_1 = 0.5 * a_d / r0
@@ -123,7 +135,7 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
                     else:
                         a_1 = alpha[i + 1] * ((e - 1) / h + 1) / r0
             pred = prediction_coefficients(prediction_type, alpha[i], sigma[i])
-            rows.append([*pred, a_x, a_d, a_1, a_n])
+            rows.append([*pred, a_x, a_d, a_1, a_n, a_2])
         needs = np.full(m - start, sde)
         level = np.stack([alpha, sigma], -1)[start:m].astype(_f32)
         return Schedule(timesteps=ts[start:], sigmas=sig, init_noise_sigma=1.0, input_div=np.ones(m - start, _f32),
@@ -131,18 +143,22 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
                         num_inference_steps=n)
 
     def init_state(x):
-        return (ops.zeros_like(x),)
+        z = ops.zeros_like(x)
+        return (z, z)
 
     def step(x, out, state, c, noise):
+        m1, m2 = state
         if variance_type is not None:
             out = out[:, :x.shape[1]]
         x0, _ = to_x0_eps(out, x, c)
         if thresholding:
             x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
-        x_next = c[6] * x + c[7] * x0 + c[8] * (x0 - state[0])
+        x_next = c[6] * x + c[7] * x0 + c[8] * (x0 - m1)
+        if solver_order == 3:
+            x_next = x_next + c[10] * (m1 - m2)
         if noise is not None:
             x_next = x_next + c[9] * noise
-        return x_next, (x0,)
+        return x_next, (x0, m1)
 
     return Sampler("dpm_solver_multistep", make_schedule, step, init_state, T, 1, sde)
 
