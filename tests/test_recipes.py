@@ -215,3 +215,8 @@ def test_public_steps_compose_to_the_recipe():
     by_recipe = recipes.text_to_image(c, "a cat", "blurry", num_inference_steps=3, height=64, width=64, seed=0,
                                       output_type="np")
     assert np.array_equal(by_steps, by_recipe)
+
+
+def test_non_finite_error_names_the_denoising_step():
+    with pytest.raises(recipes.NonFiniteError, match=r"denoising step 0 \(timestep"):
+        _sd_t2i(seed=0, guidance_scale=float("inf"))
