@@ -8,7 +8,6 @@ one graph per UNet, sampler, guidance kind and shape, reused across steps and ca
 is drawn outside the compiled step.
 """
 import dataclasses
-import json
 import weakref
 from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
@@ -42,17 +41,6 @@ class Denoiser(NamedTuple):
     extra: Optional[Tensor] = None
 
 
-_SAMPLERS = {}
-
-
-def _from_config(config: dict) -> Sampler:
-    """from_config, cached per config so graph mode reuses one compiled step across recipe calls."""
-    key = json.dumps(config, sort_keys=True, default=str)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = from_config(config)
-    return _SAMPLERS[key]
-
-
 def resolve_sampler(components, sampler=None) -> Sampler:
     """A Sampler from: None (the checkpoint's scheduler config), a Sampler, a scheduler config dict, or a name
     (a diffusers scheduler class name such as "EulerDiscreteScheduler", built on the checkpoint's config)."""
@@ -61,9 +49,9 @@ def resolve_sampler(components, sampler=None) -> Sampler:
     if sampler is None:
         if components.scheduler is None:
             raise ValueError("the pipeline has no scheduler config: pass sampler=")
-        return _from_config(components.scheduler)
+        return from_config(components.scheduler)
     if isinstance(sampler, dict):
-        return _from_config(sampler)
+        return from_config(sampler)
     if isinstance(sampler, str):
         from ..samplers import SAMPLERS
 
@@ -72,7 +60,7 @@ def resolve_sampler(components, sampler=None) -> Sampler:
         key = sampler.lower().replace("_", "").replace("-", "")
         if key not in names:
             raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(set(names))}")
-        return _from_config(dict(components.scheduler or {}, _class_name=names[key]))
+        return from_config(dict(components.scheduler or {}, _class_name=names[key]))
     raise TypeError(f"sampler must be None, a name, a scheduler config dict or a Sampler, got {type(sampler)}")
 
 
