@@ -8,28 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import pytest
 from mindspore import Tensor
 
 import msdiff
-from msdiff import recipes
+from msdiff import recipes, support
 
 FIX = Path(__file__).parent / "fixtures" / "pipelines"
 CASES = json.loads((FIX / "cases.json").read_text())
 TOL = 1e-4
-
-RECIPE = {
-    "StableDiffusionPipeline": recipes.text_to_image,
-    "StableDiffusionXLPipeline": recipes.text_to_image,
-    "StableDiffusionImg2ImgPipeline": recipes.image_to_image,
-    "StableDiffusionXLImg2ImgPipeline": recipes.image_to_image,
-    "StableDiffusionInpaintPipeline": recipes.inpaint,
-    "StableDiffusionXLInpaintPipeline": recipes.inpaint,
-    "StableDiffusionInstructPix2PixPipeline": recipes.instruct_pix2pix,
-    "LatentConsistencyModelPipeline": recipes.lcm_text_to_image,
-    "LatentConsistencyModelImg2ImgPipeline": recipes.lcm_image_to_image,
-}
 
 _COMPONENTS = {}
 
@@ -47,21 +34,8 @@ def components(folder: str, mode: str = "pynative"):
 
 def case_call(name: str, mode: str = "pynative"):
     """(recipe, components, kwargs, expected) replaying fixture case `name`."""
-    meta = CASES[name]
-    z = np.load(FIX / f"{name}.npz")
-    kwargs = {k: tuple(v) if isinstance(v, list) and k != "prompt" and k != "negative_prompt" else v
-              for k, v in meta["args"].items()}
-    if "latents" in z.files:
-        kwargs["latents"] = z["latents"]
-    if "image" in z.files:
-        img = z["image"]
-        kwargs["image"] = PIL.Image.fromarray(img) if img.dtype == np.uint8 else Tensor(img)
-    if "mask_image" in z.files:
-        kwargs["mask_image"] = PIL.Image.fromarray(z["mask_image"])
-    kwargs["noise"] = [z[f"noise_{i}"] for i in range(meta["num_noise"])]
-    if meta["scheduler"]:
-        kwargs["sampler"] = meta["scheduler"]
-    return RECIPE[meta["pipeline_class"]], components(meta["folder"], mode), kwargs, z["expected"]
+    recipe, kwargs, expected = support.pipeline_call(FIX, name, CASES[name])
+    return recipe, components(CASES[name]["folder"], mode), kwargs, expected
 
 
 def _np(out):

@@ -155,15 +155,11 @@ _RECIPES = {
 _PIPELINES = {}
 
 
-def pipeline_case(fix: Path, name: str, case: dict, dtype: str = "float32"):
-    """(recipe, components, kwargs, expected) replaying the recorded diffusers pipeline call `name`."""
+def pipeline_call(fix: Path, name: str, case: dict):
+    """(recipe, kwargs, expected) replaying the recorded diffusers pipeline call `name` of cases.json."""
     import PIL.Image
-    import msdiff
     from mindspore import Tensor
     from . import recipes
-    key = (case["folder"], dtype)
-    if key not in _PIPELINES:
-        _PIPELINES[key] = msdiff.load_pipeline(fix / case["folder"], dtype=dtype)
     z = dict(np.load(fix / f"{name}.npz"))
     kwargs = {k: tuple(v) if isinstance(v, list) and k not in ("prompt", "negative_prompt") else v
               for k, v in case["args"].items()}
@@ -176,7 +172,7 @@ def pipeline_case(fix: Path, name: str, case: dict, dtype: str = "float32"):
     kwargs["noise"] = [z[f"noise_{i}"] for i in range(case["num_noise"])]
     if case["scheduler"]:
         kwargs["sampler"] = case["scheduler"]
-    return getattr(recipes, _RECIPES[case["pipeline_class"]]), _PIPELINES[key], kwargs, z["expected"]
+    return getattr(recipes, _RECIPES[case["pipeline_class"]]), kwargs, z["expected"]
 
 
 def _pipeline_rows(fix: Path) -> list:
@@ -186,8 +182,11 @@ def _pipeline_rows(fix: Path) -> list:
     rows = []
     for name, case in sorted(json.loads(cases_file.read_text()).items()):
         def run(mode, dtype, name=name, case=case):
-            recipe, components, kwargs, expected = pipeline_case(fix, name, case, dtype)
-            return [(np.asarray(recipe(components, mode=mode, **kwargs)), expected)]
+            import msdiff
+            if (case["folder"], dtype) not in _PIPELINES:
+                _PIPELINES[case["folder"], dtype] = msdiff.load_pipeline(fix / case["folder"], dtype=dtype)
+            recipe, kwargs, expected = pipeline_call(fix, name, case)
+            return [(np.asarray(recipe(_PIPELINES[case["folder"], dtype], mode=mode, **kwargs)), expected)]
 
         rows.append(Row(f"{case['pipeline_class']} ({name})", "recipe", run))
     return rows
