@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import re
 import sys
 
 from . import nets_bench, reference, report, specs
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny sizes; seconds")
     p.add_argument("--only", default="ops,nets,load", help="comma list of sections: ops, nets, load")
-    p.add_argument("--filter", default=None, help="run only op/net cases whose id contains this text")
+    p.add_argument("--filter", default=None, help="run only op/net cases whose id matches this regular expression")
     p.add_argument("--json", default=None, help="write the results here as JSON")
     p.add_argument("--reference-python", default=None,
                    help="interpreter with torch+diffusers for the reference side (default: this one if they import)")
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     def selected(case_id: str) -> bool:
-        return args.filter is None or args.filter in case_id
+        return args.filter is None or re.search(args.filter, case_id) is not None
 
     ref_python = reference.resolve_python(args.reference_python, args.no_reference)
     meta, ref_python = _meta(args, ref_python)
@@ -134,6 +135,7 @@ def main(argv=None) -> int:
         result["nets"], result["load"] = nets_bench.run(
             args.smoke, ref_python, args.case_timeout, nets="nets" in sections, load="load" in sections,
             select=selected, blocking=not args.async_launch, log=log)
+    result["meta"]["loadavg_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     result["targets"] = report.targets(result)
     print(report.render(result))
     if args.json:

@@ -77,6 +77,7 @@ def run_net_case(case: dict, smoke: bool) -> dict:
     t0 = time.perf_counter()
     net = build_net(case)
     build_s = time.perf_counter() - t0
+    built = current_rss_mb()
     rng = np.random.default_rng(0)
     n, b = case["latent"], case["batch"]
     if case["net"] == "unet":
@@ -105,7 +106,7 @@ def run_net_case(case: dict, smoke: bool) -> dict:
     return {"id": case["id"], "label": case["label"], "net": case["net"], "dtype": case["dtype"],
             "mode": case["mode"], "build_s": build_s, "first_s": res["first_s"], "ms": res["ms"],
             "compile_s": res["compile_s"] if case["mode"] == "graph" else None, "reps": res["reps"],
-            "finite": finite, "base_rss_mb": base, "peak_rss_mb": peak_rss_mb()}
+            "finite": finite, "base_rss_mb": base, "built_rss_mb": built, "peak_rss_mb": peak_rss_mb()}
 
 
 def _write_safetensors(path: Path, entries: list, pool) -> int:

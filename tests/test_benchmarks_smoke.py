@@ -75,3 +75,11 @@ def test_table_alignment():
     text = report.table(["a", "bb"], [["x", 1.5], ["long", 22]])
     lines = text.splitlines()
     assert len({len(line) for line in lines}) == 1 and lines[1].startswith("----")
+
+
+def test_merge_keeps_rows_and_targets(smoke):
+    _, result = smoke
+    merged = report.merge([result, result])
+    assert len(merged["nets"]) == len(result["nets"]) and len(merged["ops"]) == len(result["ops"])
+    assert [t["pass"] for t in merged["targets"]] == [t["pass"] for t in result["targets"]]
+    assert "== targets" in report.render(merged)
