@@ -20,7 +20,7 @@ from .steps import NoiseSource
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
 _DEFAULT_SCHEDULER = {"_class_name": "DDPMScheduler"}
-DIGITS_GUIDANCE_SCALE = 1.0  # classifier-free guidance of digit_grid; see assets/digits/MODEL_CARD.md
+DIGITS_GUIDANCE_SCALE = 3.0  # classifier-free guidance of digit_grid; see assets/digits/MODEL_CARD.md
 _JIT = weakref.WeakKeyDictionary()
 
 
@@ -167,7 +167,7 @@ def load_digits_model(dtype="float32"):
     return load_pipeline(DIGITS, dtype=dtype)
 
 
-def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int = 25, seed: Optional[int] = 0,
+def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int = 20, seed: Optional[int] = 0,
                sampler="ddim", guidance_scale: Optional[float] = None, scale: int = 2, progress: bool = True,
                mode: str = "graph"):
     """A PIL grid of generated digits, one row per class 0-9 with `per_class` samples each (shipped model by default).
