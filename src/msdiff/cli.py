@@ -50,18 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, unit="step")
-    start = time.perf_counter()
-    first = []
+class _Progress:
+    """A tqdm bar over denoising steps, opened at the first step (so input errors print alone)."""
 
-    def callback(step, latents):
-        if not first:
-            first.append(time.perf_counter() - start)
-        bar.update(1)
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.bar = total, desc, None
+        self.start = time.perf_counter()
+        self.first_step_s = None
 
-    return bar, callback, first
+    def __call__(self, step, latents):
+        if self.bar is None:
+            from tqdm import tqdm
+            self.first_step_s = time.perf_counter() - self.start
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
+        self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _png_info(meta: dict):
@@ -102,14 +108,16 @@ def _generate_sd(args) -> dict:
         recipe = recipes.inpaint if args.mask else recipes.image_to_image
         if args.mask:
             kwargs["mask_image"] = args.mask
-        total = max(1, int(steps * args.strength)) if not args.mask else steps
+        total = max(1, int(steps * args.strength))
     else:
         recipe, total = recipes.text_to_image, steps
-    bar, callback, first = _progress(total, Path(str(args.model)).name)
-    images = recipe(components, callback=callback, **kwargs)
-    bar.close()
+    progress = _Progress(total, Path(str(args.model)).name)
+    try:
+        images = recipe(components, callback=progress, **kwargs)
+    finally:
+        progress.close()
     return {"image": images[0], "model": str(args.model), "steps": steps, "sampler": args.sampler or
-            (components.scheduler or {}).get("_class_name"), "first_step_s": first[0] if first else None}
+            (components.scheduler or {}).get("_class_name"), "first_step_s": progress.first_step_s}
 
 
 def _generate(args) -> int:
