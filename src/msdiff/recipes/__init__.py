@@ -20,7 +20,7 @@ from .conditioning import make_denoiser
 from .denoise import Denoiser, denoise_steps, make_schedule, resolve_sampler
 from .inpaint import inpaint
 from .instruct_pix2pix import instruct_pix2pix
-from .lcm import lcm_image_to_image, lcm_schedule, lcm_text_to_image
+from .lcm import lcm_image_to_image, lcm_text_to_image
 from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_image, encode_prompt, encode_prompt_xl,
                     postprocess, prepare_latents, preprocess_image, preprocess_mask)
 from .text_to_image import image_to_image, text_to_image
@@ -35,7 +35,7 @@ def __getattr__(name):
 
 
 __all__ = ["text_to_image", "image_to_image", "inpaint", "instruct_pix2pix", "lcm_text_to_image",
-           "lcm_image_to_image", "lcm_schedule", "encode_prompt", "encode_prompt_xl", "prepare_latents",
+           "lcm_image_to_image", "encode_prompt", "encode_prompt_xl", "prepare_latents",
            "encode_image", "decode", "postprocess", "preprocess_image", "preprocess_mask", "NoiseSource",
            "NonFiniteError", "PromptEmbeds", "Denoiser", "denoise_steps", "make_schedule", "resolve_sampler",
            "make_denoiser", "steps", "denoise", "conditioning"]

@@ -103,12 +103,7 @@ def image_to_image(components, prompt=None, image=None, negative_prompt=None, *,
                             negative_pooled_prompt_embeds=negative_pooled_prompt_embeds, prompt_2=prompt_2,
                             negative_prompt_2=negative_prompt_2, tracker=tracker)
     smp = resolve_sampler(components, sampler)
-    if lcm:
-        from .lcm import lcm_schedule
-
-        schedule = lcm_schedule(components, sampler, steps, strength)
-    else:
-        schedule = make_schedule(smp, steps, strength, denoising_start, denoising_end)
+    schedule = make_schedule(smp, steps, strength, denoising_start, denoising_end)
     init, height, width = image_latents(components, image, height, width, noise_src, vae_dtype)
     init = tile_batch(init, emb.prompt_embeds.shape[0])
     if denoising_start is None:
