@@ -88,3 +88,13 @@ def test_unconditional_recipe_matches_diffusers_pipelines(name, mode):
                            noise=list(ref[name + "_noise"]), output_type="np", mode=mode)
     assert images.shape == ref[name].shape
     assert np.abs(images - ref[name]).max() <= 1e-4
+
+
+def test_shipped_digit_model_matches_diffusers():
+    from msdiff.recipes.unconditional import load_digits_model
+
+    io = np.load(FIXTURES / "digits_io.npz")
+    components = load_digits_model()
+    assert components.pipeline_class == "DDPMPipeline" and components.scheduler["_class_name"] == "DDPMScheduler"
+    out = components.unet(Tensor(io["sample"]), Tensor(io["timestep"]), Tensor(io["class_labels"].astype(np.int32)))
+    assert _rel_l2(out.asnumpy(), io["out"]) <= 1e-5
