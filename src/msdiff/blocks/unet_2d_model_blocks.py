@@ -1,4 +1,5 @@
-"""Blocks of diffusers' UNet2DModel that SD's UNet does not use: attention down/up blocks, Fourier time features.
+"""Blocks of diffusers' UNet2DModel that SD's UNet does not use: attention down/up blocks, Fourier time
+features, and the FIR resamplers of the score-SDE / NCSN++ family (FIR math in fp32 inside msdiff.ops).
 
 AttnDownBlock2D / AttnUpBlock2D follow the call conventions of `unet_2d_blocks` (down: (x, temb) ->
 (x, skips); up: (x, skips, temb) -> x) so UNet2DModel drives every block type in one loop.
@@ -13,6 +14,8 @@ from mindspore.common.initializer import Normal, initializer
 
 from .. import ops
 from .attention import Attention
+from .layers import Conv2d
+from .resnet import ResnetBlock2D
 from .unet_2d_blocks import DownBlock2D, UpBlock2D
 from .vae_blocks import UNetMidBlock2D as _VaeMidBlock2D
 
@@ -111,3 +114,53 @@ class UNetMidBlock2D(_VaeMidBlock2D):
         if add_attention:
             self.attentions = _spatial_attentions(num_layers, in_channels, attention_head_dim or in_channels,
                                                   resnet_groups, resnet_eps, dtype, output_scale_factor)
+
+
+FIR_KERNEL = (1, 3, 3, 1)
+
+
+class FirUpsample2D(nn.Cell):
+    """x2 FIR upsampling (Karras et al. 2019 / NCSN++), optionally fused with a 3x3 conv `Conv2d_0`; fp32 inside."""
+
+    def __init__(self, channels: int, out_channels: int = None, use_conv: bool = False, fir_kernel=FIR_KERNEL,
+                 dtype=ms.float32):
+        super().__init__()
+        self.fir_kernel = tuple(fir_kernel)
+        self.Conv2d_0 = Conv2d(channels, out_channels or channels, 3, padding=1, dtype=dtype) if use_conv else None
+
+    def construct(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b o h2 w2"]:
+        if self.Conv2d_0 is None:
+            return ops.upsample_fir(x, kernel=self.fir_kernel, factor=2)
+        y = ops.upsample_fir(x, self.Conv2d_0.weight, kernel=self.fir_kernel, factor=2)
+        return y + self.Conv2d_0.bias.astype(y.dtype).reshape(1, -1, 1, 1)
+
+
+class FirDownsample2D(nn.Cell):
+    """/2 FIR downsampling, optionally fused with a stride-2 3x3 conv `Conv2d_0`; fp32 inside."""
+
+    def __init__(self, channels: int, out_channels: int = None, use_conv: bool = False, fir_kernel=FIR_KERNEL,
+                 dtype=ms.float32):
+        super().__init__()
+        self.fir_kernel = tuple(fir_kernel)
+        self.Conv2d_0 = Conv2d(channels, out_channels or channels, 3, padding=1, dtype=dtype) if use_conv else None
+
+    def construct(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b o h2 w2"]:
+        if self.Conv2d_0 is None:
+            return ops.downsample_fir(x, kernel=self.fir_kernel, factor=2)
+        y = ops.downsample_fir(x, self.Conv2d_0.weight, kernel=self.fir_kernel, factor=2)
+        return y + self.Conv2d_0.bias.astype(y.dtype).reshape(1, -1, 1, 1)
+
+
+class FirUpResnetBlock2D(ResnetBlock2D):
+    """diffusers' ResnetBlock2D(up=True, kernel="fir"): hidden and shortcut FIR-upsampled after norm1."""
+
+    def _resample(self, h: Tensor, x: Tensor):
+        return (ops.upsample_fir(h, kernel=FIR_KERNEL, factor=2), ops.upsample_fir(x, kernel=FIR_KERNEL, factor=2))
+
+
+class FirDownResnetBlock2D(ResnetBlock2D):
+    """diffusers' ResnetBlock2D(down=True, kernel="fir"): hidden and shortcut FIR-downsampled after norm1."""
+
+    def _resample(self, h: Tensor, x: Tensor):
+        return (ops.downsample_fir(h, kernel=FIR_KERNEL, factor=2),
+                ops.downsample_fir(x, kernel=FIR_KERNEL, factor=2))
