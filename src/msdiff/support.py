@@ -280,7 +280,11 @@ def render(lines: list) -> str:
             f"{platform.machine()}.", "",
             "| Row | Kind | " + " | ".join(HEADERS) + " |",
             "|---|---|" + "---|" * len(HEADERS)]
-    return "\n".join(head + lines) + "\n"
+    notes = ["", "fp16 cells run weights and activations in fp16 end to end (the VAE decodes in fp32, the",
+             "recipes' default) and compare with diffusers' fp32 output. A single fp16 UNet call is within",
+             "1-2e-3; recipe rows add the error of every step, and rows that return latents (`_end`) or",
+             "blend masked latents (inpaint) are not clipped to the image range, so they can exceed 5e-3."]
+    return "\n".join(head + lines + notes) + "\n"
 
 
 def write_support(fixtures: Path, out: Path, only: Optional[list] = None) -> Path:
