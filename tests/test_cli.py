@@ -58,3 +58,25 @@ def test_mask_of_wrong_size_is_one_line_error(tmp_path, capsys):
                  "--mask", str(mask), "--mode", "pynative", "--out", str(tmp_path / "o.png")])
     assert code == 2
     assert "mask" in capsys.readouterr().err.lower()
+
+
+def test_train_writes_and_exports_a_checkpoint(tmp_path, monkeypatch):
+    """`msdiff train` runs the training recipe for --steps and exports the diffusers pipeline folder (tiny net)."""
+    from msdiff.recipes import digits
+    calls = []
+    monkeypatch.setattr(digits, "digits_16x16", lambda: (np.zeros((20, 1, 16, 16), np.float32),
+                                                         np.arange(20) % 10))
+    import msdiff.recipes.train as train
+    real = train.train_unconditional
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["num_steps"])
+        return real(*args, **{**kwargs, "unet_config": dict(kwargs["unet_config"], block_out_channels=(8, 8, 8),
+                                                            attention_head_dim=8)})
+
+    monkeypatch.setattr(train, "train_unconditional", spy)
+    out, export = tmp_path / "run", tmp_path / "export"
+    assert main(["train", "--out", str(out), "--steps", "2", "--export", str(export)]) == 0
+    assert calls == [2]
+    assert (export / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (export / "model_index.json").is_file()

@@ -10,15 +10,11 @@ fraction classified as their requested class is reported, next to the same figur
 """
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_digits import digits_16x16  # noqa: E402
+from msdiff.recipes.digits import digits_16x16
 
 
 def classifier(seed: int = 0):

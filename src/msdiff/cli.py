@@ -37,11 +37,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="graph compiles the denoising step with mindspore.jit (default)")
     g.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
 
-    t = sub.add_parser("train", help="train the class-conditional digit model")
-    t.add_argument("--out", required=True, help="output folder (diffusers layout)")
-    t.add_argument("--steps", type=int, default=None)
+    t = sub.add_parser("train", help="train (or resume) the class-conditional digit model")
+    t.add_argument("--out", required=True, help="checkpoint folder (diffusers layout; resumed if it exists)")
+    t.add_argument("--steps", type=int, default=2000, help="stop after this many steps (a rerun resumes)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--export", default=None, help="also copy the trained pipeline folder here")
 
     s = sub.add_parser("support", help="measure the support matrix and write docs/SUPPORT.md")
     s.add_argument("--fixtures", default="tests/fixtures")
@@ -82,7 +82,7 @@ def _png_info(meta: dict):
 def _generate_digits(args) -> dict:
     from .recipes.unconditional import digit_grid, load_digits_model
     dtype = "float16" if args.dtype == "fp16" else "float32"
-    steps = args.steps or 25
+    steps = args.steps or 20
     start = time.perf_counter()
     grid = digit_grid(load_digits_model(dtype), per_class=args.per_class, num_inference_steps=steps,
                       seed=args.seed, mode=args.mode, progress=True)
@@ -135,8 +135,8 @@ def _generate(args) -> int:
 
 
 def _train(args) -> int:
-    from .recipes.train import train_digits
-    folder = train_digits(args.out, steps=args.steps, seed=args.seed, resume=args.resume)
+    from .recipes.digits import train_digits
+    folder = train_digits(args.out, steps=args.steps, seed=args.seed, export=args.export)
     print(f"saved {folder}")
     return 0
 
