@@ -17,27 +17,6 @@ from .attention import Attention
 from .layers import Conv2d
 from .resnet import ResnetBlock2D
 from .unet_2d_blocks import DownBlock2D, UpBlock2D
-from .vae_blocks import UNetMidBlock2D as _VaeMidBlock2D
-
-
-class SpatialSelfAttention(Attention):
-    """Group-normed residual self-attention on feature maps (the deprecated attention block of UNet2DModel).
-
-    Its own construct keeps Attention's token/feature-map branch out of mindspore.jit, which rejects it.
-    """
-
-    def construct(self, x: Float[Tensor, "b c h w"], context: Tensor = None) -> Float[Tensor, "b c h w"]:
-        b, c, h, w = x.shape
-        tokens = self.group_norm(x.reshape(b, c, h * w)).swapaxes(1, 2)
-        q = self._split_heads(self.to_q(tokens))
-        k = self._split_heads(self.to_k(tokens))
-        v = self._split_heads(self.to_v(tokens))
-        out = ops.attention(q, k, v, scale=self.scale)
-        out = self.to_out[0](out.swapaxes(1, 2).reshape(b, h * w, c))
-        out = out.swapaxes(1, 2).reshape(b, c, h, w) + x
-        if self.rescale_output_factor != 1.0:
-            out = out / self.rescale_output_factor
-        return out
 
 
 def _spatial_attentions(num_layers: int, channels: int, head_dim: int, groups: int, eps: float, dtype,
@@ -46,7 +25,7 @@ def _spatial_attentions(num_layers: int, channels: int, head_dim: int, groups: i
     if head_dim is None:
         head_dim = channels
     return nn.CellList([
-        SpatialSelfAttention(channels, heads=channels // head_dim, dim_head=head_dim, bias=True, norm_num_groups=groups,
+        Attention(channels, heads=channels // head_dim, dim_head=head_dim, bias=True, norm_num_groups=groups,
                   eps=eps, residual_connection=True, rescale_output_factor=output_scale_factor, dtype=dtype)
         for _ in range(num_layers)])
 
@@ -101,19 +80,6 @@ class GaussianFourierProjection(nn.Cell):
         proj = x.reshape(-1, 1) * self.weight.astype(ms.float32).reshape(1, -1) * 2 * math.pi
         sin, cos = mops.sin(proj), mops.cos(proj)
         return mops.cat((cos, sin), axis=-1) if self.flip_sin_to_cos else mops.cat((sin, cos), axis=-1)
-
-
-class UNetMidBlock2D(_VaeMidBlock2D):
-    """The VAE/UNet2DModel mid block (resnet, then attention + resnet) with SpatialSelfAttention, jit-friendly."""
-
-    def __init__(self, in_channels: int, temb_channels: int = None, num_layers: int = 1, resnet_eps: float = 1e-6,
-                 resnet_groups: int = 32, add_attention: bool = True, attention_head_dim: int = None,
-                 output_scale_factor: float = 1.0, dtype=ms.float32):
-        super().__init__(in_channels, temb_channels, num_layers, resnet_eps, resnet_groups, add_attention,
-                         attention_head_dim, output_scale_factor, dtype)
-        if add_attention:
-            self.attentions = _spatial_attentions(num_layers, in_channels, attention_head_dim or in_channels,
-                                                  resnet_groups, resnet_eps, dtype, output_scale_factor)
 
 
 FIR_KERNEL = (1, 3, 3, 1)

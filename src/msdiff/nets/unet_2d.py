@@ -14,7 +14,8 @@ from .. import ops
 from ..blocks.embeddings import TimestepEmbedding, Timesteps
 from ..blocks.layers import Conv2d, Embedding, GroupNorm
 from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
-from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection, UNetMidBlock2D
+from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection
+from ..blocks.vae_blocks import UNetMidBlock2D
 
 
 @dataclass(frozen=True)
