@@ -7,6 +7,7 @@ import importlib.util
 import os
 import platform
 import re
+import shlex
 import sys
 
 from . import nets_bench, reference, report, specs
@@ -39,12 +40,12 @@ def _meta(args, ref_python) -> dict:
                f"{got[0]['torch_threads']} threads") if got else f"{ref_python}: unusable ({err})"
         if not got:
             ref_python = None
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.node()}, {os.cpu_count()} cpus, {_cpu_model()}",
             "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()), "python": platform.python_version(),
             "mindspore": _version("mindspore"), "reference": ref, "smoke": args.smoke,
-            "launch_blocking": not args.async_launch, "command": "python -m benchmarks " + " ".join(sys.argv[1:])
-            if args.argv is None else "python -m benchmarks " + " ".join(args.argv)}, ref_python
+            "launch_blocking": not args.async_launch, "command": command}, ref_python
 
 
 def _from_ops_bench(row: dict) -> dict:
