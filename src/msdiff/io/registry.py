@@ -23,6 +23,8 @@ NETS: dict = {
     "CLIPTextModel": "msdiff.nets.clip_text:CLIPTextModel",
     "CLIPTextModelWithProjection": "msdiff.nets.clip_text:CLIPTextModelWithProjection",
     "UNet2DModel": "msdiff.nets.unet_2d:UNet2DModel",
+    "VQModel": "msdiff.nets.vq_model:VQModel",
+    "LDMBertModel": "msdiff.nets.ldm_bert:LDMBertModel",
 }
 
 TOKENIZERS: dict = {
