@@ -1,14 +1,10 @@
 """The benchmark suite in smoke size (seconds): it runs, prints its tables and writes well-formed JSON."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-# benchmarks/ lives at the repository root, outside the installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import report, specs  # noqa: E402
-from benchmarks.__main__ import main  # noqa: E402
+from benchmarks import report, specs
+from benchmarks.__main__ import main
 
 
 @pytest.fixture(scope="module")
