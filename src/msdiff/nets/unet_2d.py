@@ -13,6 +13,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..blocks.embeddings import TimestepEmbedding, Timesteps
 from ..blocks.layers import Conv2d, Embedding, GroupNorm
+from ..blocks.skip_blocks import AttnSkipDownBlock2D, AttnSkipUpBlock2D, SkipDownBlock2D, SkipUpBlock2D
 from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
 from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection
 from ..blocks.vae_blocks import UNetMidBlock2D
@@ -38,7 +39,7 @@ class UNet2DConfig:
     mid_block_scale_factor: float = 1.0
     downsample_padding: int = 1
     attention_head_dim: Optional[int] = 8
-    norm_num_groups: int = 32
+    norm_num_groups: Optional[int] = 32
     norm_eps: float = 1e-5
     add_attention: bool = True
     num_class_embeds: Optional[int] = None
@@ -52,8 +53,12 @@ _FIXED = {
 }
 # keys without effect on inference for the configurations accepted above.
 _IGNORED = {"dropout", "num_train_timesteps"}
-_DOWN = {"DownBlock2D": DownBlock2D, "AttnDownBlock2D": AttnDownBlock2D}
-_UP = {"UpBlock2D": UpBlock2D, "AttnUpBlock2D": AttnUpBlock2D}
+_DOWN = {"DownBlock2D": DownBlock2D, "AttnDownBlock2D": AttnDownBlock2D, "SkipDownBlock2D": SkipDownBlock2D,
+         "AttnSkipDownBlock2D": AttnSkipDownBlock2D}
+_UP = {"UpBlock2D": UpBlock2D, "AttnUpBlock2D": AttnUpBlock2D, "SkipUpBlock2D": SkipUpBlock2D,
+       "AttnSkipUpBlock2D": AttnSkipUpBlock2D}
+# NCSN++ skip blocks: they carry a 3-channel skip image and pick their own group counts (min(channels // 4, 32)).
+_SKIP = {"SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D"}
 
 
 def _tuplify(v):
@@ -86,8 +91,14 @@ def config_from_diffusers(d: dict) -> UNet2DConfig:
     if not len(cfg.down_block_types) == len(cfg.up_block_types) == len(cfg.block_out_channels):
         raise ValueError("UNet2DModel: down_block_types, up_block_types and block_out_channels must have "
                          "the same length")
-    if cfg.norm_num_groups is None:
-        raise ValueError("UNet2DModel: norm_num_groups=None is not supported by msdiff")
+    if cfg.norm_num_groups is None and not set(cfg.down_block_types + cfg.up_block_types) <= _SKIP:
+        raise ValueError("UNet2DModel: norm_num_groups=None is supported by msdiff only with skip blocks")
+    skip_kinds = [t for t in cfg.down_block_types + cfg.up_block_types if t in _SKIP]
+    if skip_kinds and len(skip_kinds) != 2 * len(cfg.block_out_channels):
+        raise ValueError(f"UNet2DModel: msdiff supports skip blocks ({sorted(set(skip_kinds))}) only in all-skip "
+                         "(NCSN++) configs, not mixed with other block types")
+    if skip_kinds and (cfg.in_channels != 3 or cfg.out_channels != 3):
+        raise ValueError("UNet2DModel: skip blocks need in_channels = out_channels = 3 (diffusers' skip_conv)")
     return cfg
 
 
@@ -106,6 +117,8 @@ class UNet2DModel(nn.Cell):
         n = len(c.down_block_types)
         boc = c.block_out_channels
         groups, eps = c.norm_num_groups, c.norm_eps
+        mid_groups = groups or min(boc[-1] // 4, 32)
+        out_groups = groups or min(boc[0] // 4, 32)
         temb = c.time_embedding_dim or boc[0] * 4
 
         self.conv_in = Conv2d(c.in_channels, boc[0], 3, padding=1, dtype=dtype)
@@ -122,16 +135,17 @@ class UNet2DModel(nn.Cell):
         out_ch = boc[0]
         for i, kind in enumerate(c.down_block_types):
             in_ch, out_ch = out_ch, boc[i]
-            common = dict(num_layers=c.layers_per_block, resnet_eps=eps, resnet_groups=groups,
-                          add_downsample=i < n - 1, downsample_padding=c.downsample_padding, dtype=dtype)
-            if kind == "AttnDownBlock2D":
+            common = dict(num_layers=c.layers_per_block, resnet_eps=eps, add_downsample=i < n - 1, dtype=dtype)
+            if kind not in _SKIP:
+                common.update(resnet_groups=groups, downsample_padding=c.downsample_padding)
+            if kind.startswith("Attn"):
                 common["attention_head_dim"] = c.attention_head_dim or out_ch
             down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
         self.down_blocks = nn.CellList(down)
 
         self.mid_block = None
         if c.mid_block_type is not None:
-            self.mid_block = UNetMidBlock2D(boc[-1], temb, resnet_eps=eps, resnet_groups=groups,
+            self.mid_block = UNetMidBlock2D(boc[-1], temb, resnet_eps=eps, resnet_groups=mid_groups,
                                             add_attention=c.add_attention,
                                             attention_head_dim=c.attention_head_dim or boc[-1],
                                             output_scale_factor=c.mid_block_scale_factor, dtype=dtype)
@@ -141,14 +155,17 @@ class UNet2DModel(nn.Cell):
         out_ch = rev[0]
         for i, kind in enumerate(c.up_block_types):
             prev_ch, out_ch, in_ch = out_ch, rev[i], rev[min(i + 1, n - 1)]
-            common = dict(num_layers=c.layers_per_block + 1, resnet_eps=eps, resnet_groups=groups,
-                          add_upsample=i < n - 1, dtype=dtype)
-            if kind == "AttnUpBlock2D":
+            common = dict(num_layers=c.layers_per_block + 1, resnet_eps=eps, add_upsample=i < n - 1, dtype=dtype)
+            if kind not in _SKIP:
+                common["resnet_groups"] = groups
+            if kind.startswith("Attn"):
                 common["attention_head_dim"] = c.attention_head_dim or out_ch
             up.append(_UP[kind](in_ch, prev_ch, out_ch, temb, **common))
         self.up_blocks = nn.CellList(up)
 
-        self.conv_norm_out = GroupNorm(groups, boc[0], eps=eps, dtype=dtype)
+        self.down_skip = tuple(t in _SKIP for t in c.down_block_types)
+        self.up_skip = tuple(t in _SKIP for t in c.up_block_types)
+        self.conv_norm_out = GroupNorm(out_groups, boc[0], eps=eps, dtype=dtype)
         self.conv_out = Conv2d(boc[0], c.out_channels, 3, padding=1, dtype=dtype)
 
     def _embedding(self, timestep, b: int, class_labels) -> tuple:
@@ -177,22 +194,32 @@ class UNet2DModel(nn.Cell):
         emb, t = self._embedding(timestep, b, class_labels)
 
         # down path: conv_in, then every resnet/attention output and downsample is a skip
+        skip_sample = sample
         sample = self.conv_in(sample)
         skips = (sample,)
         for i in range(len(self.down_blocks)):
-            sample, res = self.down_blocks[i](sample, emb)
+            if self.down_skip[i]:
+                sample, res, skip_sample = self.down_blocks[i](sample, emb, skip_sample)
+            else:
+                sample, res = self.down_blocks[i](sample, emb)
             skips = skips + res
         if self.mid_block is not None:
             sample = self.mid_block(sample, emb)
 
-        # up path: each up block eats as many skips as it has resnets
+        # up path: each up block eats as many skips as it has resnets; skip blocks build an output image
+        skip_sample = None
         for i in range(len(self.up_blocks)):
             block = self.up_blocks[i]
             k = len(block.resnets)
             res, skips = skips[len(skips) - k:], skips[:len(skips) - k]
-            sample = block(sample, res, emb)
+            if self.up_skip[i]:
+                sample, skip_sample = block(sample, res, emb, skip_sample)
+            else:
+                sample = block(sample, res, emb)
 
         sample = self.conv_out(ops.silu(self.conv_norm_out(sample)))
+        if skip_sample is not None:
+            sample = sample + skip_sample
         if self.config.time_embedding_type == "fourier":
             sample = sample / t.astype(sample.dtype).reshape(b, 1, 1, 1)
         return sample
