@@ -7,6 +7,7 @@ import pytest
 from mindspore import Tensor
 
 import msdiff
+from msdiff.support import UNCONDITIONAL_CASES, unconditional_case
 from msdiff.nets.unet_2d import UNet2DConfig, config_from_diffusers, map_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unet_2d"
@@ -68,26 +69,15 @@ def test_config_refuses_unsupported_architecture():
     assert map_weights("down_blocks.1.attentions.0.to_q.weight") == "down_blocks.1.attentions.0.to_q.weight"
 
 
-PIPELINES = {"ddpm": ("DDPMScheduler", None, 10, 0.0), "ddim": ("DDIMScheduler", "ddim", 8, 0.0),
-             "ddim_eta": ("DDIMScheduler", "ddim", 8, 0.5)}
-
-
-@pytest.mark.parametrize("name", sorted(PIPELINES))
+@pytest.mark.parametrize("name", sorted(UNCONDITIONAL_CASES))
 @pytest.mark.parametrize("mode", ("pynative", "graph"))
 def test_unconditional_recipe_matches_diffusers_pipelines(name, mode):
-    import json
-
     from msdiff.recipes.unconditional import unconditional
 
-    class_name, sampler, steps, eta = PIPELINES[name]
-    config = dict(json.loads((FIXTURES / "schedulers.json").read_text())[name], _class_name=class_name)
-    ref = np.load(FIXTURES / "pipelines.npz")
-    unet = msdiff.load(FIXTURES / "uncond")
-    components = msdiff.io.Components(unet=unet, scheduler=config)
-    images = unconditional(components, batch_size=2, num_inference_steps=steps, sampler=sampler, eta=eta,
-                           noise=list(ref[name + "_noise"]), output_type="np", mode=mode)
-    assert images.shape == ref[name].shape
-    assert np.abs(images - ref[name]).max() <= 1e-4
+    components, kwargs, expected = unconditional_case(FIXTURES, name)
+    images = unconditional(components, mode=mode, **kwargs)
+    assert images.shape == expected.shape
+    assert np.abs(images - expected).max() <= 1e-4
 
 
 def test_shipped_digit_model_matches_diffusers():

@@ -10,37 +10,17 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from msdiff.blocks.unet_2d_model_blocks import (FirDownResnetBlock2D, FirDownsample2D, FirUpResnetBlock2D,
-                                                FirUpsample2D)
+from msdiff.support import FIR_BLOCKS, fir_block
 
-REF = np.load(Path(__file__).resolve().parent / "fixtures" / "unet_2d" / "fir_blocks.npz")
-BLOCKS = {
-    "fir_up": lambda dt: FirUpsample2D(8, use_conv=False, dtype=dt),
-    "fir_up_conv": lambda dt: FirUpsample2D(8, 6, use_conv=True, dtype=dt),
-    "fir_down": lambda dt: FirDownsample2D(8, use_conv=False, dtype=dt),
-    "fir_down_conv": lambda dt: FirDownsample2D(8, 6, use_conv=True, dtype=dt),
-    "resnet_fir_up": lambda dt: FirUpResnetBlock2D(8, 6, 16, groups=2, dtype=dt),
-    "resnet_fir_down": lambda dt: FirDownResnetBlock2D(8, 6, 16, groups=2, dtype=dt),
-}
+REF = dict(np.load(Path(__file__).resolve().parent / "fixtures" / "unet_2d" / "fir_blocks.npz"))
 TOL = {ms.float32: 1e-5, ms.float16: 5e-3}
 
 
-def _block(name: str, dtype):
-    block = BLOCKS[name](dtype)
-    params = dict(block.parameters_and_names())
-    expected = sorted(k[len(name) + 1:] for k in REF.files if k.startswith(name + ".") and not k.endswith(".out"))
-    assert sorted(params) == expected
-    for key, p in params.items():
-        p.set_data(Tensor(REF[f"{name}.{key}"]).astype(dtype))
-    block.set_train(False)
-    return block
-
-
-@pytest.mark.parametrize("name", sorted(BLOCKS))
+@pytest.mark.parametrize("name", sorted(FIR_BLOCKS))
 @pytest.mark.parametrize("dtype", (ms.float32, ms.float16), ids=("fp32", "fp16"))
 @pytest.mark.parametrize("mode", ("pynative", "jit"))
 def test_fir_block_matches_diffusers(name, dtype, mode):
-    block = _block(name, dtype)
+    block = fir_block(REF, name, dtype)
     x = Tensor(REF["x"]).astype(dtype)
     temb = Tensor(REF["temb"]).astype(dtype)
 

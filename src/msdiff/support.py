@@ -175,6 +175,85 @@ def pipeline_call(fix: Path, name: str, case: dict):
     return getattr(recipes, _RECIPES[case["pipeline_class"]]), kwargs, z["expected"]
 
 
+FIR_BLOCKS = {  # name in unet_2d/fir_blocks.npz -> (class name, args): diffusers' FIR blocks, tiny
+    "fir_up": ("FirUpsample2D", (8,), {"use_conv": False}),
+    "fir_up_conv": ("FirUpsample2D", (8, 6), {"use_conv": True}),
+    "fir_down": ("FirDownsample2D", (8,), {"use_conv": False}),
+    "fir_down_conv": ("FirDownsample2D", (8, 6), {"use_conv": True}),
+    "resnet_fir_up": ("FirUpResnetBlock2D", (8, 6, 16), {"groups": 2}),
+    "resnet_fir_down": ("FirDownResnetBlock2D", (8, 6, 16), {"groups": 2}),
+}
+
+
+def fir_block(ref: dict, name: str, dtype):
+    """The FIR block `name` with the weights stored in the fir_blocks fixture, in `dtype`."""
+    from mindspore import Tensor
+    from .blocks import unet_2d_model_blocks as blocks
+    cls, args, kwargs = FIR_BLOCKS[name]
+    block = getattr(blocks, cls)(*args, dtype=dtype, **kwargs)
+    params = dict(block.parameters_and_names())
+    stored = sorted(k[len(name) + 1:] for k in ref if k.startswith(name + ".") and not k.endswith(".out"))
+    if sorted(params) != stored:
+        raise ValueError(f"{name}: block parameters {sorted(params)} != fixture {stored}")
+    for key, p in params.items():
+        p.set_data(Tensor(ref[f"{name}.{key}"]).astype(dtype))
+    block.set_train(False)
+    return block
+
+
+def _fir_rows(fix: Path) -> list:
+    if not (fix / "fir_blocks.npz").is_file():
+        return []
+    rows = []
+    for name, (cls, _, kwargs) in FIR_BLOCKS.items():
+        def run(mode, dtype, name=name):
+            import mindspore as ms
+            ref = dict(np.load(fix / "fir_blocks.npz"))
+            block = fir_block(ref, name, getattr(ms, dtype))
+
+            def f(x, temb):
+                return block(x, temb) if name.startswith("resnet") else block(x)
+
+            return [(_call(f, mode, _tensor(ref["x"]).astype(getattr(ms, dtype)),
+                           _tensor(ref["temb"]).astype(getattr(ms, dtype)))[0], ref[name + ".out"])]
+
+        conv = " with conv" if kwargs.get("use_conv") else ""
+        rows.append(Row(f"{cls}{conv} ({name})", "block", run))
+    return rows
+
+
+UNCONDITIONAL_CASES = {  # name in unet_2d/pipelines.npz -> (scheduler class, sampler, steps, eta)
+    "ddpm": ("DDPMScheduler", None, 10, 0.0), "ddim": ("DDIMScheduler", "ddim", 8, 0.0),
+    "ddim_eta": ("DDIMScheduler", "ddim", 8, 0.5)}
+
+
+def unconditional_case(fix: Path, name: str, dtype: str = "float32"):
+    """(components, kwargs, expected) replaying the recorded DDPMPipeline / DDIMPipeline call `name`."""
+    from .io import Components, load
+    class_name, sampler, steps, eta = UNCONDITIONAL_CASES[name]
+    config = dict(json.loads((fix / "schedulers.json").read_text())[name], _class_name=class_name)
+    ref = np.load(fix / "pipelines.npz")
+    components = Components(unet=load(fix / "uncond", dtype=dtype), scheduler=config)
+    kwargs = dict(batch_size=2, num_inference_steps=steps, sampler=sampler, eta=eta,
+                  noise=list(ref[name + "_noise"]), output_type="np")
+    return components, kwargs, ref[name]
+
+
+def _unconditional_rows(fix: Path) -> list:
+    if not (fix / "pipelines.npz").is_file():
+        return []
+    rows = []
+    for name, (cls, *_) in UNCONDITIONAL_CASES.items():
+        def run(mode, dtype, name=name):
+            from .recipes.unconditional import unconditional
+            components, kwargs, expected = unconditional_case(fix, name, dtype)
+            return [(unconditional(components, mode=mode, **kwargs), expected)]
+
+        pipeline = "DDPMPipeline" if cls == "DDPMScheduler" else "DDIMPipeline"
+        rows.append(Row(f"{pipeline} ({name})", "recipe", run))
+    return rows
+
+
 def _pipeline_rows(fix: Path) -> list:
     cases_file = fix / "cases.json"
     if not cases_file.is_file():
@@ -232,7 +311,7 @@ def _op_rows(_fix: Path) -> list:
 
 
 AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows), ("unet_2d", _unet_2d_rows),
-         ("pipelines", _pipeline_rows))
+         ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("pipelines", _pipeline_rows))
 
 
 def rows(fixtures: Path) -> list:
