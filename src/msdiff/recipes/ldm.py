@@ -1,0 +1,126 @@
+"""Latent-diffusion recipes: `ldm_text_to_image` (diffusers' LDMTextToImagePipeline) and `ldm_super_resolution`
+(LDMSuperResolutionPipeline), over `msdiff.load_pipeline` components (vqvae and bert come in `extra`).
+
+msdiff has no BERT tokenizer: pass `prompt` as token ids [b, n] (BertTokenizer, max_length 77 padding), or
+load components with a HF-style tokenizer callable as `tokenizer`. Without guidance the negative ids are unused.
+"""
+from typing import Callable, Optional
+
+import mindspore as ms
+import numpy as np
+from jaxtyping import Float
+from mindspore import Tensor
+from mindspore import ops as mops
+
+from ..samplers import sample_steps
+from .denoise import Denoiser, cfg_batch, denoise
+from .steps import NoiseSource, PromptEmbeds, image_size, postprocess, preprocess_image
+from .unconditional import resolve_sampler
+
+
+def _part(components, name: str):
+    part = getattr(components, name, None) or getattr(components, "extra", {}).get(name)
+    if part is None:
+        raise ValueError(f"the components have no {name!r}")
+    return part
+
+
+def _ids(components, prompt) -> Tensor:
+    """Token ids [b, n] from ids (array / Tensor) or text (tokenized by components.tokenizer, 77 tokens)."""
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    if isinstance(texts, (list, tuple)) and texts and isinstance(texts[0], str):
+        tok = getattr(components, "tokenizer", None)
+        if tok is None:
+            raise ValueError("msdiff has no BERT tokenizer: pass the prompt as token ids [b, n] "
+                             "(transformers' BertTokenizer, padding='max_length', max_length=77)")
+        return Tensor(np.asarray(tok(list(texts), padding="max_length", max_length=77, truncation=True).input_ids,
+                                 np.int32))
+    ids = prompt.asnumpy() if isinstance(prompt, Tensor) else np.asarray(prompt)
+    return Tensor(ids.astype(np.int32).reshape(-1, ids.shape[-1]))
+
+
+def encode_ldm_prompt(components, prompt, *, guidance: bool, negative_prompt_ids=None) -> PromptEmbeds:
+    """LDMBert hidden states of the prompt and, with guidance, of the empty prompt (or negative_prompt_ids)."""
+    bert = _part(components, "bert")
+    ids = _ids(components, prompt)
+    negative = None
+    if guidance:
+        neg = negative_prompt_ids if negative_prompt_ids is not None else [""] * ids.shape[0]
+        negative = bert(_ids(components, neg)).astype(ms.float32)
+    return PromptEmbeds(bert(ids).astype(ms.float32), negative)
+
+
+def _vq_decode(components, latents: Tensor, scale: bool) -> Tensor:
+    vq = _part(components, "vqvae")
+    if scale:
+        latents = latents * np.float32(1 / vq.config.scaling_factor)
+    return vq.decode(latents).astype(ms.float32)
+
+
+def _initial(latents, shape: tuple, noise: NoiseSource) -> Tensor:
+    if latents is None:
+        return noise.draw(shape)
+    x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
+    if tuple(x.shape) != shape:
+        raise ValueError(f"latents have shape {tuple(x.shape)}, expected {shape}")
+    return x.astype(ms.float32)
+
+
+def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guidance_scale: float = 1.0,
+                      eta: float = 0.0, height: int = 256, width: int = 256, latents=None, seed: Optional[int] = None,
+                      noise=None, output_type: str = "pil", mode: str = "pynative",
+                      callback: Optional[Callable] = None, negative_prompt_ids=None):
+    """Images from text with LDMBert + UNet2DConditionModel + VQModel (diffusers' LDMTextToImagePipeline)."""
+    if height % 8 or width % 8:
+        raise ValueError(f"height and width must be multiples of 8, got {height} and {width}")
+    guided = guidance_scale != 1.0
+    emb = encode_ldm_prompt(components, prompt, guidance=guided, negative_prompt_ids=negative_prompt_ids)
+    unet = components.unet
+    noise_src = NoiseSource(seed, noise)
+    x = _initial(latents, (emb.prompt_embeds.shape[0], unet.config.in_channels, height // 8, width // 8), noise_src)
+    smp = resolve_sampler(components.scheduler, None, eta)
+    den = Denoiser(unet=unet, context=cfg_batch(emb.negative_prompt_embeds, emb.prompt_embeds),
+                   guidance="cfg" if guided else "none", guidance_scale=guidance_scale)
+    x = denoise(den, smp, smp.schedule(num_inference_steps), x, noise_src, mode, callback)
+    if output_type == "latent":
+        return x
+    return postprocess(_vq_decode(components, x, scale=True), output_type)
+
+
+def _sr_net(unet, mode: str) -> Callable:
+    def net(x, t, low):
+        return unet(mops.concat([x, low], axis=1), t).astype(ms.float32)
+
+    return ms.jit(net) if mode == "graph" else net
+
+
+def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, eta: float = 0.0, latents=None,
+                         seed: Optional[int] = None, noise=None, output_type: str = "pil", mode: str = "pynative",
+                         callback: Optional[Callable] = None):
+    """Upscaled images: UNet2DModel on latents concatenated with the low-res image, then VQModel decode
+    (diffusers' LDMSuperResolutionPipeline). `image`: a [b, 3, h, w] Tensor in [-1, 1] or PIL image(s)
+    (resized down to multiples of 32 with Lanczos, as diffusers)."""
+    if mode not in ("pynative", "graph"):
+        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    if isinstance(image, Tensor):
+        low = image.astype(ms.float32)
+    else:
+        h, w = image_size(image)
+        low = preprocess_image(image, h - h % 32, w - w % 32)
+    unet = components.unet
+    noise_src = NoiseSource(seed, noise)
+    smp = resolve_sampler(components.scheduler, None, eta)
+    schedule = smp.schedule(num_inference_steps)
+    x = _initial(latents, (low.shape[0], unet.config.in_channels // 2) + tuple(low.shape[2:]), noise_src)
+    x = x * np.float32(schedule.init_noise_sigma) if schedule.init_noise_sigma != 1.0 else x
+    net = _sr_net(unet, mode)
+
+    def model(x_in: Float[Tensor, "b c h w"], t) -> Tensor:
+        return net(x_in, t, low)
+
+    for i, x in sample_steps(smp, schedule, model, x, lambda i: noise_src.draw(x.shape), jit=mode == "graph"):
+        if callback is not None and callback(i, x):
+            break
+    if output_type == "latent":
+        return x
+    return postprocess(_vq_decode(components, x, scale=False), output_type)
