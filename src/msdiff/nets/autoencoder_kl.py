@@ -5,7 +5,7 @@ is the pure `sample_latent(mean, logvar, noise)`. Scale latents with `scaling_fa
 `shift_factor` where set) outside the VAE. `force_upcast` is recorded in the config: checkpoints
 with it set (SD-XL's VAE) overflow in fp16, so build such a VAE with dtype float32.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import mindspore as ms
@@ -17,6 +17,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..blocks.layers import Conv2d, GroupNorm
 from ..blocks.vae_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D
+from ._config import read_config
 
 
 @dataclass(frozen=True)
@@ -47,20 +48,7 @@ _FIXED = {"act_fn": ("silu", "swish")}
 
 def config_from_diffusers(d: dict) -> AutoencoderKLConfig:
     """AutoencoderKLConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
-    names = {f.name for f in fields(AutoencoderKLConfig)}
-    kwargs = {}
-    for key, value in d.items():
-        if key.startswith("_"):
-            continue
-        value = tuple(value) if isinstance(value, list) else value
-        if key in _FIXED:
-            if value not in _FIXED[key]:
-                raise ValueError(f"AutoencoderKL: config {key}={value!r} is not supported by msdiff")
-        elif key in names:
-            kwargs[key] = value
-        else:
-            raise ValueError(f"AutoencoderKL: unknown config key {key!r}={value!r}")
-    cfg = AutoencoderKLConfig(**kwargs)
+    cfg = read_config(AutoencoderKLConfig, d, "AutoencoderKL", _FIXED)
     bad = [t for t in cfg.down_block_types if t != "DownEncoderBlock2D"]
     bad += [t for t in cfg.up_block_types if t != "UpDecoderBlock2D"]
     if bad:

@@ -3,7 +3,7 @@
 The parameter tree has diffusers' names, so `map_weights` is the identity. Attention softmax is
 always fp32 (msdiff.ops.attention), which makes `upcast_attention` a no-op kept only in the config.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import mindspore as ms
@@ -16,6 +16,7 @@ from ..blocks.layers import Conv2d, GroupNorm
 from ..blocks.unet_2d_blocks import (CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn,
                                      UpBlock2D)
 from .. import ops
+from ._config import read_config
 
 IntOrTuple = Union[int, Tuple]
 
@@ -73,25 +74,9 @@ _DOWN = {"DownBlock2D": DownBlock2D, "CrossAttnDownBlock2D": CrossAttnDownBlock2
 _UP = {"UpBlock2D": UpBlock2D, "CrossAttnUpBlock2D": CrossAttnUpBlock2D}
 
 
-def _tuplify(v):
-    return tuple(_tuplify(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
 def config_from_diffusers(d: dict) -> UNet2DConditionConfig:
     """UNet2DConditionConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
-    names = {f.name for f in fields(UNet2DConditionConfig)}
-    kwargs = {}
-    for key, value in d.items():
-        if key.startswith("_") or key in _IGNORED:
-            continue
-        if key in _FIXED and _tuplify(value) not in _FIXED[key]:
-            raise ValueError(f"UNet2DConditionModel: config {key}={value!r} is not supported by msdiff "
-                             f"(supported: {_FIXED[key]})")
-        if key in names:
-            kwargs[key] = _tuplify(value)
-        elif key not in _FIXED:
-            raise ValueError(f"UNet2DConditionModel: unknown config key {key!r}={value!r}")
-    cfg = UNet2DConditionConfig(**kwargs)
+    cfg = read_config(UNet2DConditionConfig, d, "UNet2DConditionModel", _FIXED, _IGNORED)
     for t in cfg.down_block_types + cfg.up_block_types:
         if t not in _DOWN and t not in _UP:
             raise ValueError(f"UNet2DConditionModel: block type {t!r} is not supported by msdiff")
