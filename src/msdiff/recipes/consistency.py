@@ -1,0 +1,55 @@
+"""Consistency-model sampling of a UNet2DModel (diffusers' ConsistencyModelPipeline with
+CMStochasticIterativeScheduler; Song et al. 2023, Algorithm 1), one- or multi-step, class labels optional.
+
+All noise (initial image unless `latents` is given, then one draw per step when there is more than one
+step) comes from `noise` (recorded arrays or a callable(shape), as `steps.NoiseSource`) or numpy seeded
+by `seed`, in diffusers' draw order.
+"""
+from typing import Callable, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+from jaxtyping import Float
+from mindspore import Tensor
+
+from .steps import NoiseSource
+from .unconditional import _unet_and_scheduler, resolve_sampler, to_images, unconditional_steps
+
+_SCHEDULER = "CMStochasticIterativeScheduler"
+
+
+def consistency(components_or_unet, *, batch_size: int = 1, num_inference_steps: int = 1,
+                timesteps: Optional[Sequence[int]] = None, class_labels: Optional[Sequence[int]] = None,
+                seed: Optional[int] = None, latents: Optional[Float[Tensor, "b c h w"]] = None, noise=None,
+                output_type: str = "pil", mode: str = "graph",
+                callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None):
+    """Images from a consistency-model UNet2DModel (diffusers' ConsistencyModelPipeline).
+
+    `latents` are unit-variance noise, scaled by the scheduler's sigma_max as diffusers does. Class-conditional
+    models without `class_labels` get labels drawn uniformly by numpy from `seed` (diffusers draws them with
+    torch's global RNG, so pass labels for reproducible comparisons). callback(step, sample) runs after every
+    net call; returning True stops early.
+    """
+    if timesteps is not None:
+        raise NotImplementedError("consistency: custom `timesteps` are not implemented yet; use "
+                                  "num_inference_steps")
+    unet, _ = _unet_and_scheduler(components_or_unet)
+    scheduler = getattr(components_or_unet, "scheduler", None) or {"_class_name": _SCHEDULER}
+    if scheduler.get("_class_name") != _SCHEDULER:
+        raise ValueError(f"consistency: the scheduler must be {_SCHEDULER}, got {scheduler.get('_class_name')!r}")
+    if num_inference_steps < 1 or num_inference_steps > scheduler.get("num_train_timesteps", 40):
+        raise ValueError(f"num_inference_steps must lie in [1, num_train_timesteps]; got {num_inference_steps}")
+    cfg = unet.config
+    if cfg.num_class_embeds and class_labels is None:
+        class_labels = np.random.default_rng(seed).integers(0, cfg.num_class_embeds, batch_size)
+    noise = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
+    if latents is not None:
+        sigma_max = resolve_sampler(scheduler).schedule(num_inference_steps).init_noise_sigma
+        latents = latents.astype(ms.float32) * float(sigma_max)
+    x = latents
+    for i, x in unconditional_steps(unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
+                                    class_labels=class_labels, latents=latents, sampler=scheduler, noise=noise,
+                                    mode=mode):
+        if callback is not None and callback(i, x):
+            break
+    return to_images(x, output_type)
