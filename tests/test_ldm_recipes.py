@@ -1,5 +1,5 @@
 """ldm_text_to_image / ldm_super_resolution parity with diffusers 0.35.2's LDMTextToImagePipeline and
-LDMSuperResolutionPipeline on tiny components (DDIM, 3 steps, explicit latents): images max abs <= 1e-4,
+LDMSuperResolutionPipeline on tiny components (DDIM, 3 steps, explicit latents; eta 0.5 with recorded noise): images max abs <= 1e-4,
 PyNative and graph mode. The fixture's codebooks are drawn so that every nearest code wins by > 1e-2.
 """
 import json
@@ -43,11 +43,13 @@ def test_ldm_text_to_image(case, mode):
 
 
 @pytest.mark.parametrize("mode", ["pynative", "graph"])
-def test_ldm_super_resolution(mode):
+@pytest.mark.parametrize("case", ["sr", "sr_eta"])
+def test_ldm_super_resolution(case, mode):
     d, cases = _data()
+    noise = list(d["sr_eta_noise"]) if case == "sr_eta" else None
     images = ldm_super_resolution(_components("ldm_super_resolution"), ms.Tensor(d["sr_image"]),
-                                  latents=d["sr_latents"], output_type="np", mode=mode, **cases["sr"])
-    _assert_close(images, d["sr_images"], f"sr {mode}")
+                                  latents=d["sr_latents"], noise=noise, output_type="np", mode=mode, **cases[case])
+    _assert_close(images, d[f"{case}_images"], f"{case} {mode}")
 
 
 def test_text_prompt_needs_tokenizer():
