@@ -71,3 +71,44 @@ def test_skip_blocks_need_rgb():
     cfg = json.loads((FOLDER / "config.json").read_text())
     with pytest.raises(ValueError, match="in_channels"):
         config_from_diffusers({**cfg, "in_channels": 1, "out_channels": 1})
+
+
+BLOCK_REF = np.load(FOLDER.parent / "skip_blocks.npz")
+BLOCKS = {"down": lambda dt: SkipDownBlock2D(8, 8, 16, dtype=dt), "up": lambda dt: SkipUpBlock2D(8, 8, 8, 16, dtype=dt),
+          "up_last": lambda dt: SkipUpBlock2D(8, 8, 8, 16, add_upsample=False, dtype=dt)}
+
+
+def _block(name, dtype):
+    block = BLOCKS[name](dtype)
+    params = dict(block.parameters_and_names())
+    stored = sorted(k[len(name) + 1:] for k in BLOCK_REF.files if k.startswith(name + ".") and ".out" not in k)
+    assert sorted(params) == stored
+    for key, p in params.items():
+        p.set_data(Tensor(BLOCK_REF[f"{name}.{key}"]).astype(dtype))
+    block.set_train(False)
+    return block
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+@pytest.mark.parametrize("dtype", (ms.float32, ms.float16), ids=("fp32", "fp16"))
+@pytest.mark.parametrize("mode", ("pynative", "jit"))
+def test_skip_block_matches_diffusers(name, dtype, mode):
+    block = _block(name, dtype)
+    x, temb, res0, skip, half = (Tensor(BLOCK_REF[k]).astype(dtype)
+                                 for k in ("x", "temb", "res0", "skip_sample", "skip_half"))
+
+    def f(x, temb, res0, skip, half):
+        if name == "down":
+            h, skips, s = block(x, temb, skip)
+            return (h,) + skips + (s,)
+        out = block(x, (res0,), temb, half)
+        return out + block(x, (res0,), temb, None) if name == "up" else out
+
+    outs = (ms.jit(f) if mode == "jit" else f)(x, temb, res0, skip, half)
+    n = len([k for k in BLOCK_REF.files if k.startswith(name + ".out")])
+    assert len(outs) == n
+    for k, out in enumerate(outs):
+        assert out.dtype == dtype
+        out, ref = out.astype(ms.float32).asnumpy(), BLOCK_REF[f"{name}.out{k}"]
+        assert np.isfinite(out).all()
+        assert _rel_l2(out, ref) <= (1e-5 if dtype == ms.float32 else 5e-3), (name, k)
