@@ -24,3 +24,19 @@ def read_config(cls, d: dict, net: str, fixed: dict = None, ignored=()):
         elif key not in fixed:
             raise ValueError(f"{net}: unknown config key {key!r}={value!r}")
     return cls(**kwargs)
+
+
+# Generic keys of a transformers config.json (PretrainedConfig) that do not change inference.
+TRANSFORMERS_QUIET_KEYS = frozenset("""
+    architectures attention_dropout dropout initializer_factor initializer_range bos_token_id
+    pad_token_id sep_token_id decoder_start_token_id torch_dtype dtype transformers_version
+    model_type output_attentions output_hidden_states return_dict torchscript use_bfloat16
+    tie_word_embeddings is_encoder_decoder is_decoder add_cross_attention cross_attention_hidden_size
+    tie_encoder_decoder chunk_size_feed_forward id2label label2id finetuning_task problem_type
+    tokenizer_class prefix task_specific_params tf_legacy_loss use_cache gradient_checkpointing
+    bad_words_ids begin_suppress_tokens suppress_tokens diversity_penalty do_sample early_stopping
+    encoder_no_repeat_ngram_size exponential_decay_length_penalty forced_bos_token_id
+    forced_eos_token_id length_penalty max_length min_length no_repeat_ngram_size num_beam_groups
+    num_beams num_return_sequences output_scores remove_invalid_values repetition_penalty
+    return_dict_in_generate temperature top_k top_p typical_p
+""".split())

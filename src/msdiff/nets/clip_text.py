@@ -28,6 +28,7 @@ from mindspore import Tensor, nn
 
 from .. import ops
 from ..blocks.layers import Embedding, LayerNorm, Linear
+from ._config import TRANSFORMERS_QUIET_KEYS
 
 # Most negative fp32, the additive mask value transformers uses (two of them sum to -inf).
 _MASK_MIN = float(np.finfo(np.float32).min)
@@ -61,29 +62,13 @@ _TRANSFORMERS_DEFAULTS = dict(
     hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=49407,
 )
 
-# Keys of a transformers config.json that do not change inference of the text encoder.
-_QUIET_KEYS = frozenset("""
-    architectures attention_dropout dropout initializer_factor initializer_range bos_token_id
-    pad_token_id sep_token_id decoder_start_token_id torch_dtype dtype transformers_version
-    model_type output_attentions output_hidden_states return_dict torchscript use_bfloat16
-    tie_word_embeddings is_encoder_decoder is_decoder add_cross_attention cross_attention_hidden_size
-    tie_encoder_decoder chunk_size_feed_forward id2label label2id finetuning_task problem_type
-    tokenizer_class prefix task_specific_params tf_legacy_loss use_cache gradient_checkpointing
-    bad_words_ids begin_suppress_tokens suppress_tokens diversity_penalty do_sample early_stopping
-    encoder_no_repeat_ngram_size exponential_decay_length_penalty forced_bos_token_id
-    forced_eos_token_id length_penalty max_length min_length no_repeat_ngram_size num_beam_groups
-    num_beams num_return_sequences output_scores remove_invalid_values repetition_penalty
-    return_dict_in_generate temperature top_k top_p typical_p
-""".split())
-
-
 def config_from_diffusers(d: dict) -> CLIPTextConfig:
     """CLIPTextConfig from a transformers CLIPTextConfig config.json (missing keys: transformers' defaults)."""
     if "text_config" in d or d.get("model_type", "clip_text_model") != "clip_text_model":
         raise ValueError(f"CLIP text config: model_type {d.get('model_type')!r} is not a CLIPTextConfig "
                          "(for a full CLIPConfig pass its 'text_config')")
     fields = {f.name for f in dataclasses.fields(CLIPTextConfig)}
-    unknown = sorted(k for k in d if k not in fields and k not in _QUIET_KEYS and not k.startswith("_"))
+    unknown = sorted(k for k in d if k not in fields and k not in TRANSFORMERS_QUIET_KEYS and not k.startswith("_"))
     if unknown:
         raise ValueError(f"CLIP text config: keys not implemented by msdiff: {unknown}")
     if d.get("pruned_heads"):

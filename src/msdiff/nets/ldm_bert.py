@@ -15,7 +15,7 @@ from mindspore import ops as mops
 
 from .. import ops
 from ..blocks.layers import Embedding, LayerNorm, Linear
-from .clip_text import _QUIET_KEYS
+from ._config import TRANSFORMERS_QUIET_KEYS
 
 _ACTIVATIONS = ("gelu",)
 # Read by transformers' LDMBertConfig but unused by LDMBert's forward pass at inference.
@@ -39,7 +39,7 @@ class LDMBertConfig:
 def config_from_diffusers(d: dict) -> LDMBertConfig:
     """LDMBertConfig from the bert/config.json dict; ValueError names unsupported keys/values."""
     names = {f.name for f in dataclasses.fields(LDMBertConfig)}
-    unknown = sorted(k for k in d if k not in names and k not in _QUIET_KEYS and k not in _UNUSED
+    unknown = sorted(k for k in d if k not in names and k not in TRANSFORMERS_QUIET_KEYS and k not in _UNUSED
                      and not k.startswith("_") and k not in ("eos_token_id", "pruned_heads"))
     if unknown:
         raise ValueError(f"LDMBert config: keys not implemented by msdiff: {unknown}")
