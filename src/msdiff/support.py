@@ -126,7 +126,7 @@ def _clip_rows(fix: Path) -> list:
 def _unet_2d_rows(fix: Path) -> list:
     import msdiff
     rows = []
-    for name in ("uncond", "class_cond", "fourier"):
+    for name in ("uncond", "class_cond", "fourier", "ncsnpp"):
         if not (fix / name / "io.npz").is_file():
             continue
 
@@ -173,6 +173,78 @@ def pipeline_call(fix: Path, name: str, case: dict):
     if case["scheduler"]:
         kwargs["sampler"] = case["scheduler"]
     return getattr(recipes, _RECIPES[case["pipeline_class"]]), kwargs, z["expected"]
+
+
+def _ldm_rows(fix: Path) -> list:
+    import msdiff
+    rows = []
+    if (fix / "vq.npz").is_file():
+        def run_vq(mode, dtype):
+            d = dict(np.load(fix / "vq.npz"))
+            vq = msdiff.load(fix / "vq", dtype=dtype)
+
+            def f(image, h):
+                return vq.encode(image), vq.decode(h), vq.decode(h, force_not_quantize=True)
+
+            enc, dec, dec_nq = _call(f, mode, _tensor(d["image"]), _tensor(d["h"]))
+            return [(enc, d["h"]), (dec, d["decoded"]), (dec_nq, d["decoded_nq"])]
+
+        rows.append(Row("VQModel (encode + decode)", "net", run_vq))
+    if (fix / "bert.npz").is_file():
+        def run_bert(mode, dtype):
+            d = dict(np.load(fix / "bert.npz"))
+            bert = msdiff.load(fix / "bert", dtype=dtype)
+
+            def f(ids, mask):
+                return bert(ids), bert(ids, mask)
+
+            hidden, masked = _call(f, mode, _tensor(d["input_ids"]), _tensor(d["attention_mask"]))
+            return [(hidden, d["hidden"]), (masked, d["hidden_masked"])]
+
+        rows.append(Row("LDMBertModel", "net", run_bert))
+    if (fix / "cases.json").is_file():
+        cases = json.loads((fix / "cases.json").read_text())
+
+        def run_t2i(mode, dtype):
+            from .recipes.ldm import ldm_text_to_image
+            d = dict(np.load(fix / "pipelines.npz"))
+            images = ldm_text_to_image(msdiff.load_pipeline(fix / "ldm_text2im", dtype=dtype), d["input_ids"],
+                                       latents=d["t2i_latents"], negative_prompt_ids=d["empty_ids"],
+                                       output_type="np", mode=mode, **cases["t2i"])
+            return [(images, d["t2i_images"])]
+
+        def run_sr(mode, dtype):
+            from .recipes.ldm import ldm_super_resolution
+            d = dict(np.load(fix / "pipelines.npz"))
+            images = ldm_super_resolution(msdiff.load_pipeline(fix / "ldm_super_resolution", dtype=dtype),
+                                          _tensor(d["sr_image"]), latents=d["sr_latents"], noise=list(d["sr_eta_noise"]),
+                                          output_type="np", mode=mode, **cases["sr_eta"])
+            return [(images, d["sr_eta_images"])]
+
+        rows += [Row("LDMTextToImagePipeline (t2i)", "recipe", run_t2i),
+                 Row("LDMSuperResolutionPipeline (sr_eta)", "recipe", run_sr)]
+    return rows
+
+
+def _consistency_rows(fix: Path) -> list:
+    if not (fix / "consistency.json").is_file():
+        return []
+    meta = json.loads((fix / "consistency.json").read_text())
+    rows = []
+    for name, run_args in sorted(meta["runs"].items()):
+        def run(mode, dtype, name=name, run_args=run_args):
+            from .io import Components, load
+            from .recipes.consistency import consistency
+            ref = dict(np.load(fix / "consistency.npz"))
+            components = Components(unet=load(fix / "class_cond", dtype=dtype),
+                                    scheduler=dict(meta["scheduler"], _class_name="CMStochasticIterativeScheduler"))
+            noise = [ref[k] for k in sorted(k for k in ref if k.startswith(name + "_noise_"))]
+            images = consistency(components, batch_size=2, num_inference_steps=run_args["num_inference_steps"],
+                                 class_labels=run_args["class_labels"], noise=noise, output_type="np", mode=mode)
+            return [(images, ref[name])]
+
+        rows.append(Row(f"ConsistencyModelPipeline ({name})", "recipe", run))
+    return rows
 
 
 FIR_BLOCKS = {  # name in unet_2d/fir_blocks.npz -> (class name, args): diffusers' FIR blocks, tiny
@@ -311,7 +383,8 @@ def _op_rows(_fix: Path) -> list:
 
 
 AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows), ("unet_2d", _unet_2d_rows),
-         ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("pipelines", _pipeline_rows))
+         ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("unet_2d", _consistency_rows),
+         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows))
 
 
 def rows(fixtures: Path) -> list:
