@@ -2,7 +2,7 @@
 
 The parameter tree has diffusers' names, so `map_weights` is the identity.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import mindspore as ms
@@ -17,6 +17,7 @@ from ..blocks.skip_blocks import AttnSkipDownBlock2D, AttnSkipUpBlock2D, SkipDow
 from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
 from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection
 from ..blocks.vae_blocks import UNetMidBlock2D
+from ._config import read_config
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,9 @@ _UP = {"UpBlock2D": UpBlock2D, "AttnUpBlock2D": AttnUpBlock2D, "SkipUpBlock2D": 
 _SKIP = {"SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D"}
 
 
-def _tuplify(v):
-    return tuple(_tuplify(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
 def config_from_diffusers(d: dict) -> UNet2DConfig:
     """UNet2DConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
-    names = {f.name for f in fields(UNet2DConfig)}
-    kwargs = {}
-    for key, value in d.items():
-        if key.startswith("_") or key in _IGNORED:
-            continue
-        if key in _FIXED and _tuplify(value) not in _FIXED[key]:
-            raise ValueError(f"UNet2DModel: config {key}={value!r} is not supported by msdiff "
-                             f"(supported: {_FIXED[key]})")
-        if key in names:
-            kwargs[key] = _tuplify(value)
-        elif key not in _FIXED:
-            raise ValueError(f"UNet2DModel: unknown config key {key!r}={value!r}")
-    cfg = UNet2DConfig(**kwargs)
+    cfg = read_config(UNet2DConfig, d, "UNet2DModel", _FIXED, _IGNORED)
     for t in cfg.down_block_types:
         if t not in _DOWN:
             raise ValueError(f"UNet2DModel: down block type {t!r} is not supported by msdiff "

@@ -5,7 +5,7 @@
 told not to). Encoder/Decoder are AutoencoderKL's, with a single-width encoder output (double_z off).
 The codebook search runs in fp32 whatever the compute dtype (diffusers never casts `quantize`).
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import mindspore as ms
@@ -15,6 +15,7 @@ from mindspore import ops as mops
 
 from .. import ops
 from ..blocks.layers import Conv2d, Embedding
+from ._config import read_config
 from .autoencoder_kl import AutoencoderKLConfig, Decoder, Encoder
 
 
@@ -43,20 +44,7 @@ _FIXED = {"act_fn": ("silu", "swish"), "norm_type": ("group",), "lookup_from_cod
 
 def config_from_diffusers(d: dict) -> VQModelConfig:
     """VQModelConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
-    names = {f.name for f in fields(VQModelConfig)}
-    kwargs = {}
-    for key, value in d.items():
-        if key.startswith("_"):
-            continue
-        value = tuple(value) if isinstance(value, list) else value
-        if key in _FIXED:
-            if value not in _FIXED[key]:
-                raise ValueError(f"VQModel: config {key}={value!r} is not supported by msdiff")
-        elif key in names:
-            kwargs[key] = value
-        else:
-            raise ValueError(f"VQModel: unknown config key {key!r}={value!r}")
-    cfg = VQModelConfig(**kwargs)
+    cfg = read_config(VQModelConfig, d, "VQModel", _FIXED)
     bad = [t for t in cfg.down_block_types if t != "DownEncoderBlock2D"]
     bad += [t for t in cfg.up_block_types if t != "UpDecoderBlock2D"]
     if bad:
