@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import msdiff
+from _parity import assert_parity
 from msdiff.nets.ldm_bert import LDMBertConfig, config_from_diffusers
 
 FIX = Path(__file__).parent / "fixtures" / "ldm"
@@ -17,14 +18,6 @@ FIX = Path(__file__).parent / "fixtures" / "ldm"
 @lru_cache(maxsize=None)
 def _bert():
     return msdiff.load(FIX / "bert", dtype="float32")
-
-
-def _assert_close(got, ref: np.ndarray, what: str):
-    got = got.asnumpy().astype(np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} vs {ref.shape}"
-    diff = got - ref
-    max_abs, rel = float(np.abs(diff).max()), float(np.linalg.norm(diff) / np.linalg.norm(ref))
-    assert max_abs <= 1e-4 and rel <= 1e-5, f"{what}: max abs {max_abs:.3g}, rel L2 {rel:.3g}"
 
 
 @pytest.mark.parametrize("mode", ["pynative", "jit"])
@@ -38,8 +31,8 @@ def test_ldm_bert_parity(mode):
         return bert(ids), bert(ids, mask)
 
     hidden, hidden_masked = ms.jit(run)(ids, mask) if mode == "jit" else run(ids, mask)
-    _assert_close(hidden, d["hidden"], "no mask")
-    _assert_close(hidden_masked, d["hidden_masked"], "mask")
+    assert_parity(hidden, d["hidden"], "no mask")
+    assert_parity(hidden_masked, d["hidden_masked"], "mask")
 
 
 def test_ldm_bert_config():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import msdiff
+from _parity import assert_parity
 from msdiff.nets.vq_model import VQModelConfig, config_from_diffusers
 
 FIX = Path(__file__).parent / "fixtures" / "ldm"
@@ -26,17 +27,6 @@ def _vq(dtype: str):
 def _data() -> dict:
     with np.load(FIX / "vq.npz") as f:
         return dict(f)
-
-
-def _assert_close(got, ref: np.ndarray, what: str, dtype: str):
-    got = got.astype(ms.float32).asnumpy().astype(np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} vs {ref.shape}"
-    diff = got - ref
-    max_abs, rel = float(np.abs(diff).max()), float(np.linalg.norm(diff) / np.linalg.norm(ref))
-    if dtype == "float32":
-        assert max_abs <= 1e-4 and rel <= 1e-5, f"{what} fp32: max abs {max_abs:.3g}, rel L2 {rel:.3g}"
-    else:
-        assert rel <= 5e-3, f"{what} fp16: rel L2 {rel:.3g}"
 
 
 def _run(vq, image, h):
@@ -58,10 +48,10 @@ def test_vq_parity(mode, dtype):
         enc, indices, dec, dec_nq = ms.jit(run)(*args)
     else:
         enc, indices, dec, dec_nq = _run(vq, *args)
-    _assert_close(enc, d["h"], "encode", dtype)
+    assert_parity(enc, d["h"], "encode", dtype)
     np.testing.assert_array_equal(indices.asnumpy(), d["indices"])
-    _assert_close(dec, d["decoded"], "decode", dtype)
-    _assert_close(dec_nq, d["decoded_nq"], "decode force_not_quantize", dtype)
+    assert_parity(dec, d["decoded"], "decode", dtype)
+    assert_parity(dec_nq, d["decoded_nq"], "decode force_not_quantize", dtype)
 
 
 def test_vq_config():

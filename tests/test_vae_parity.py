@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import msdiff
+from _parity import assert_parity
 from msdiff.nets.autoencoder_kl import sample_latent, tiled_decode, tiled_encode
 
 FIX = Path(__file__).parent / "fixtures" / "sd_vae"
@@ -26,17 +27,6 @@ def _vae(dtype: str):
 def _data() -> dict:
     with np.load(FIX / "vae.npz") as f:
         return dict(f)
-
-
-def _assert_close(got, ref: np.ndarray, what: str, dtype: str):
-    got = got.astype(ms.float32).asnumpy().astype(np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} vs {ref.shape}"
-    diff = got - ref
-    max_abs, rel = float(np.abs(diff).max()), float(np.linalg.norm(diff) / np.linalg.norm(ref))
-    if dtype == "float32":
-        assert max_abs <= 1e-4 and rel <= 1e-5, f"{what} fp32: max abs {max_abs:.3g}, rel L2 {rel:.3g}"
-    else:
-        assert rel <= 5e-3, f"{what} fp16: rel L2 {rel:.3g}"
 
 
 def _encode_sample_decode(vae, image, noise, latent):
@@ -57,7 +47,7 @@ def check_encode_sample_decode(mode: str, dtype: str):
     else:
         out = _encode_sample_decode(vae, *args)
     for got, key in zip(out, ("mean", "logvar", "latent", "decoded")):
-        _assert_close(got, d[key], key, dtype)
+        assert_parity(got, d[key], key, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -70,9 +60,9 @@ def test_tiled(dtype):
     d = _data()
     vae = _vae(dtype)
     mean, logvar = tiled_encode(vae, ms.Tensor(d["big_image"]))
-    _assert_close(mean, d["tiled_mean"], "tiled mean", dtype)
-    _assert_close(logvar, d["tiled_logvar"], "tiled logvar", dtype)
-    _assert_close(tiled_decode(vae, ms.Tensor(d["big_latent"])), d["tiled_decoded"], "tiled decode", dtype)
+    assert_parity(mean, d["tiled_mean"], "tiled mean", dtype)
+    assert_parity(logvar, d["tiled_logvar"], "tiled logvar", dtype)
+    assert_parity(tiled_decode(vae, ms.Tensor(d["big_latent"])), d["tiled_decoded"], "tiled decode", dtype)
 
 
 def test_config_factors():
