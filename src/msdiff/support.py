@@ -239,8 +239,9 @@ def _consistency_rows(fix: Path) -> list:
             components = Components(unet=load(fix / "class_cond", dtype=dtype),
                                     scheduler=dict(meta["scheduler"], _class_name="CMStochasticIterativeScheduler"))
             noise = [ref[k] for k in sorted(k for k in ref if k.startswith(name + "_noise_"))]
-            images = consistency(components, batch_size=2, num_inference_steps=run_args["num_inference_steps"],
-                                 class_labels=run_args["class_labels"], noise=noise, output_type="np", mode=mode)
+            steps = {k: run_args[k] for k in ("num_inference_steps", "timesteps") if k in run_args}
+            images = consistency(components, batch_size=2, class_labels=run_args["class_labels"], noise=noise,
+                                 output_type="np", mode=mode, **steps)
             return [(images, ref[name])]
 
         rows.append(Row(f"ConsistencyModelPipeline ({name})", "recipe", run))

@@ -66,13 +66,20 @@ def edm_euler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="k
 
 
 def consistency(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, s_noise=1.0, rho=7.0,
-                clip_denoised=True):
-    """Multistep consistency sampling (Song et al. 2023, Algorithm 1)."""
+                clip_denoised=True, timesteps=None):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1).
+
+    `timesteps` (optional) are explicit descending training timesteps in [0, num_train_timesteps), as diffusers'
+    set_timesteps(timesteps=...); the schedule then has exactly len(timesteps) steps.
+    """
     T = num_train_timesteps
     sd = _f32(sigma_data)
+    custom = None if timesteps is None else _custom_timesteps(timesteps, T)
 
     def make_schedule(n, start):
-        ts = (np.arange(0, n) * (T // n)).round()[::-1].copy().astype(np.int64)
+        if custom is not None and n != len(custom):
+            raise ValueError(f"this consistency sampler has {len(custom)} custom timesteps; asked for {n} steps")
+        ts = custom if custom is not None else (np.arange(0, n) * (T // n)).round()[::-1].copy().astype(np.int64)
         ramp = ts[::-1].copy() / (T - 1)
         lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
         sig64 = (hi + ramp * (lo - hi)) ** rho
@@ -99,6 +106,18 @@ def consistency(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0, sigma_d
         return denoised + (noise * c[6]) * c[7], state
 
     return Sampler("consistency", make_schedule, step, _no_state, T, 1, True)
+
+
+def _custom_timesteps(timesteps, num_train_timesteps):
+    """Explicit consistency timesteps as int64, checked like diffusers (non-empty, descending, < num_train_timesteps)."""
+    ts = np.asarray(list(timesteps))
+    if ts.ndim != 1 or ts.size == 0 or not np.issubdtype(ts.dtype, np.integer):
+        raise ValueError(f"`timesteps` must be a non-empty sequence of integers; got {list(timesteps)}")
+    if np.any(ts[1:] >= ts[:-1]):
+        raise ValueError(f"`timesteps` must be in descending order; got {ts.tolist()}")
+    if ts[0] >= num_train_timesteps or ts[-1] < 0:
+        raise ValueError(f"`timesteps` must lie in [0, num_train_timesteps={num_train_timesteps}); got {ts.tolist()}")
+    return ts.astype(np.int64)
 
 
 def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False, base_shift=0.5,
