@@ -1,7 +1,8 @@
 """ldm_text_to_image / ldm_super_resolution parity with diffusers 0.35.2's LDMTextToImagePipeline and
 LDMSuperResolutionPipeline on tiny components (DDIM, 3 steps, explicit latents; eta 0.5 with recorded noise): images max abs <= 1e-4,
-PyNative and graph mode. The fixture's codebooks are drawn so that every nearest code wins by > 1e-2.
+PyNative and graph mode; the text-prompt case goes through msdiff's BertTokenizer. The fixture's codebooks are drawn so that every nearest code wins by > 1e-2.
 """
+import dataclasses
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +53,25 @@ def test_ldm_super_resolution(case, mode):
     _assert_close(images, d[f"{case}_images"], f"{case} {mode}")
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_ldm_text_to_image_from_text(mode):
+    d, cases = _data()
+    case = dict(cases["t2i_text"])
+    prompt = case.pop("prompt")
+    images = ldm_text_to_image(_components("ldm_text2im"), prompt, latents=d["t2i_text_latents"], output_type="np",
+                               mode=mode, **case)
+    _assert_close(images, d["t2i_text_images"], f"t2i_text {mode}")
+
+
+def test_pipeline_tokenizer_gives_the_fixture_ids():
+    tok = _components("ldm_text2im").tokenizer
+    assert type(tok).__name__ == "BertTokenizer"
+    d, _ = _data()
+    np.testing.assert_array_equal(tok(["a red cat", "a dog on a mat"]).input_ids, d["input_ids"])
+    np.testing.assert_array_equal(tok([""] * 2).input_ids, d["empty_ids"])
+
+
 def test_text_prompt_needs_tokenizer():
-    with pytest.raises(ValueError, match="BERT tokenizer"):
-        ldm_text_to_image(_components("ldm_text2im"), "a red cat", num_inference_steps=1, height=16, width=16)
+    components = dataclasses.replace(_components("ldm_text2im"), tokenizer=None)
+    with pytest.raises(ValueError, match="no tokenizer"):
+        ldm_text_to_image(components, "a red cat", num_inference_steps=1, height=16, width=16)

@@ -1,4 +1,5 @@
-"""CLIP tokenizer on the `tokenizers` library, reproducing transformers 4.57's (slow) CLIPTokenizer.
+"""CLIP and BERT tokenizers on the `tokenizers` library, reproducing transformers 4.57's (slow) CLIPTokenizer
+and BertTokenizer.
 
 transformers' CLIPTokenizer without `ftfy` (its default install) normalises text like BERT's
 BasicTokenizer (drop control characters, map whitespace to spaces, put spaces around CJK
@@ -6,7 +7,12 @@ ideographs, NFC, lowercase), splits it with CLIP's regex, byte-encodes every pie
 byte-to-unicode table) and applies BPE with a `</w>` end-of-word suffix. Special tokens
 (bos, eos, unk, pad) found verbatim in the text are split off first and become their ids, so
 with SD 2's pad token "!" every "!" in a prompt is id 0, as in transformers.
+
+transformers' BertTokenizer (LDM's tokenizer) cleans text the same way, applies NFC, lowercases and strips
+accents (NFD, drop marks) when `do_lower_case`, splits on whitespace and punctuation and applies greedy
+WordPiece ("##" continuations, words over 100 characters -> [UNK]); rows are [CLS] text [SEP] [PAD]...
 """
+import unicodedata
 import gzip
 import json
 import re
@@ -72,7 +78,48 @@ class Tokens(NamedTuple):
     truncated: tuple
 
 
-class CLIPTokenizer:
+class _Tokenizer:
+    """Shared batching: subclasses give encode/decode and bos_token_id, eos_token_id, pad_token_id."""
+
+    model_max_length: int
+
+    def __call__(self, texts, padding="max_length", max_length: int = None,
+                 truncation: bool = True) -> Tokens:
+        """Tokenize str | list[str] to `Tokens(input_ids[b, n], attention_mask[b, n], truncated)`.
+
+        padding: "max_length" (to max_length, default model_max_length), "longest" or False.
+        With truncation, rows keep max_length - 2 text tokens between the two special tokens, and
+        `truncated[i]` is the decoded text that was cut ("" if none), for the caller to warn.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        max_length = self.model_max_length if max_length is None else max_length
+        rows, cut = [], []
+        for body in (self.encode(t) for t in texts):
+            keep = max_length - 2 if truncation else len(body)
+            cut.append(self.decode(body[keep:]) if len(body) > keep else "")
+            rows.append([self.bos_token_id, *body[:keep], self.eos_token_id])
+        if padding == "max_length":
+            width = max(max_length, *(len(r) for r in rows))
+        elif padding == "longest" or padding is True:
+            width = max(len(r) for r in rows)
+        elif padding is False or padding == "do_not_pad":
+            width = None
+        else:
+            raise ValueError(f"{type(self).__name__}: padding={padding!r} is not one of 'max_length', 'longest', False")
+        if width is None:
+            if len({len(r) for r in rows}) > 1:
+                raise ValueError(f"{type(self).__name__}: rows of different lengths need padding")
+            width = len(rows[0])
+        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = r
+            mask[i, :len(r)] = 1
+        return Tokens(ids, mask, tuple(cut))
+
+
+class CLIPTokenizer(_Tokenizer):
     """CLIP BPE tokenizer: `tok(texts) -> Tokens(input_ids, attention_mask, truncated)`."""
 
     def __init__(self, vocab: dict, merges: list, model_max_length: int = 77, pad_token: str = EOS,
@@ -140,40 +187,78 @@ class CLIPTokenizer:
         raw = bytearray(self._byte_decoder[c] for c in chars)
         return raw.decode("utf-8", errors="replace").replace("</w>", " ").strip()
 
-    def __call__(self, texts, padding="max_length", max_length: int = None,
-                 truncation: bool = True) -> Tokens:
-        """Tokenize str | list[str] to `Tokens(input_ids[b, n], attention_mask[b, n], truncated)`.
 
-        padding: "max_length" (to max_length, default model_max_length), "longest" or False.
-        With truncation, rows keep max_length - 2 text tokens between bos and eos, and
-        `truncated[i]` is the decoded text that was cut ("" if none), for the caller to warn.
-        """
-        if isinstance(texts, str):
-            texts = [texts]
-        max_length = self.model_max_length if max_length is None else max_length
-        rows, cut = [], []
-        for body in (self.encode(t) for t in texts):
-            keep = max_length - 2 if truncation else len(body)
-            cut.append(self.decode(body[keep:]) if len(body) > keep else "")
-            rows.append([self.bos_token_id, *body[:keep], self.eos_token_id])
-        if padding == "max_length":
-            width = max(max_length, *(len(r) for r in rows))
-        elif padding == "longest" or padding is True:
-            width = max(len(r) for r in rows)
-        elif padding is False or padding == "do_not_pad":
-            width = None
-        else:
-            raise ValueError(f"CLIPTokenizer: padding={padding!r} is not one of 'max_length', 'longest', False")
-        if width is None:
-            if len({len(r) for r in rows}) > 1:
-                raise ValueError("CLIPTokenizer: rows of different lengths need padding")
-            width = len(rows[0])
-        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = r
-            mask[i, :len(r)] = 1
-        return Tokens(ids, mask, tuple(cut))
+
+class BertTokenizer(_Tokenizer):
+    """BERT WordPiece tokenizer: `tok(texts) -> Tokens(input_ids, attention_mask, truncated)` ([CLS] ... [SEP])."""
+
+    def __init__(self, vocab: dict, do_lower_case: bool = True, strip_accents=None,
+                 tokenize_chinese_chars: bool = True, model_max_length: int = 512, unk_token: str = "[UNK]",
+                 cls_token: str = "[CLS]", sep_token: str = "[SEP]", pad_token: str = "[PAD]",
+                 mask_token: str = "[MASK]"):
+        self.vocab = dict(vocab)
+        self.model_max_length = model_max_length
+        self.do_lower_case = do_lower_case
+        self._strip = strip_accents if strip_accents is not None else do_lower_case
+        self.bos_token_id, self.eos_token_id = vocab[cls_token], vocab[sep_token]
+        self.pad_token_id = vocab[pad_token]
+        self._decoder = {i: t for t, i in vocab.items()}
+        self._normalizer = normalizers.Sequence([
+            normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+                                       strip_accents=False, lowercase=False),
+            normalizers.NFC(),
+        ])
+        self._pre = pre_tokenizers.BertPreTokenizer()
+        self._model = models.WordPiece(vocab=self.vocab, unk_token=unk_token, max_input_chars_per_word=100)
+        specials = sorted({t for t in (unk_token, cls_token, sep_token, pad_token, mask_token) if t in vocab},
+                          key=len, reverse=True)
+        self._specials = re.compile("(" + "|".join(re.escape(t) for t in specials) + ")")
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "BertTokenizer":
+        """Read vocab.txt (one token a line, id = line number) and tokenizer_config.json when present."""
+        folder = Path(folder)
+        lines = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        vocab = {token: i for i, token in enumerate(lines)}
+        kwargs = {}
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):  # the map wins, as in transformers
+            path = folder / name
+            if not path.exists():
+                continue
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"):
+                if cfg.get(key) is not None:
+                    kwargs[key] = _token_content(cfg[key])
+            if name == "tokenizer_config.json":
+                for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "model_max_length"):
+                    if cfg.get(key) is not None:
+                        kwargs[key] = cfg[key]
+        return cls(vocab, **kwargs)
+
+    def _words(self, text: str) -> list:
+        text = self._normalizer.normalize_str(text)
+        if self.do_lower_case:
+            text = "".join(c.lower() for c in text)  # transformers lowers char by char: never a final sigma
+        if self._strip:
+            text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        return [w for w, _ in self._pre.pre_tokenize_str(text)]
+
+    def encode(self, text: str) -> list:
+        """Token ids of text without [CLS]/[SEP], padding or truncation."""
+        ids = []
+        for i, piece in enumerate(self._specials.split(text)):
+            if i % 2:
+                ids.append(self.vocab[piece])
+            elif piece:
+                for word in self._words(piece):
+                    ids.extend(t.id for t in self._model.tokenize(word))
+        return ids
+
+    def decode(self, ids) -> str:
+        """Text of ids as transformers' decode gives it (tokens joined by spaces, "##" pieces glued)."""
+        return " ".join(self._decoder[int(i)] for i in ids).replace(" ##", "").strip()
 
 
 def warn_truncated(tokens: Tokens, max_length: int) -> None:
@@ -184,5 +269,5 @@ def warn_truncated(tokens: Tokens, max_length: int) -> None:
                           f"sequences up to {max_length} tokens: {text}", stacklevel=2)
 
 
-__all__ = ["CLIPTokenizer", "Tokens", "bytes_to_unicode", "vocab_from_bpe_gz", "write_vocab_files",
+__all__ = ["BertTokenizer", "CLIPTokenizer", "Tokens", "bytes_to_unicode", "vocab_from_bpe_gz", "write_vocab_files",
            "warn_truncated"]

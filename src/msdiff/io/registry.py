@@ -28,6 +28,8 @@ NETS: dict = {
 }
 
 TOKENIZERS: dict = {
+    "BertTokenizer": "msdiff.tokenizer:BertTokenizer",
+    "BertTokenizerFast": "msdiff.tokenizer:BertTokenizer",
     "CLIPTokenizer": "msdiff.tokenizer:CLIPTokenizer",
     "CLIPTokenizerFast": "msdiff.tokenizer:CLIPTokenizer",
 }

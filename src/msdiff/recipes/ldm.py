@@ -1,8 +1,9 @@
 """Latent-diffusion recipes: `ldm_text_to_image` (diffusers' LDMTextToImagePipeline) and `ldm_super_resolution`
 (LDMSuperResolutionPipeline), over `msdiff.load_pipeline` components (vqvae and bert come in `extra`).
 
-msdiff has no BERT tokenizer: pass `prompt` as token ids [b, n] (BertTokenizer, max_length 77 padding), or
-load components with a HF-style tokenizer callable as `tokenizer`. Without guidance the negative ids are unused.
+`prompt` is text (tokenized by `components.tokenizer`, msdiff's BertTokenizer from the pipeline folder, padded and
+truncated to 77 tokens as diffusers does; the negative prompt is "") or token ids [b, n]. Without guidance the
+negative prompt is unused.
 """
 from typing import Callable, Optional
 
@@ -31,8 +32,8 @@ def _ids(components, prompt) -> Tensor:
     if isinstance(texts, (list, tuple)) and texts and isinstance(texts[0], str):
         tok = getattr(components, "tokenizer", None)
         if tok is None:
-            raise ValueError("msdiff has no BERT tokenizer: pass the prompt as token ids [b, n] "
-                             "(transformers' BertTokenizer, padding='max_length', max_length=77)")
+            raise ValueError("the components have no tokenizer: load a pipeline folder with a BertTokenizer or pass "
+                             "the prompt as token ids [b, n] (BertTokenizer, padding='max_length', max_length=77)")
         return Tensor(np.asarray(tok(list(texts), padding="max_length", max_length=77, truncation=True).input_ids,
                                  np.int32))
     ids = prompt.asnumpy() if isinstance(prompt, Tensor) else np.asarray(prompt)
