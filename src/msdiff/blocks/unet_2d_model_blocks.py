@@ -85,8 +85,8 @@ class GaussianFourierProjection(nn.Cell):
 FIR_KERNEL = (1, 3, 3, 1)
 
 
-class FirUpsample2D(nn.Cell):
-    """x2 FIR upsampling (Karras et al. 2019 / NCSN++), optionally fused with a 3x3 conv `Conv2d_0`; fp32 inside."""
+class _FirResample2D(nn.Cell):
+    """FIR resampling by 2 (`_fir`), optionally fused with a 3x3 conv `Conv2d_0`; fp32 inside."""
 
     def __init__(self, channels: int, out_channels: int = None, use_conv: bool = False, fir_kernel=FIR_KERNEL,
                  dtype=ms.float32):
@@ -96,25 +96,23 @@ class FirUpsample2D(nn.Cell):
 
     def construct(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b o h2 w2"]:
         if self.Conv2d_0 is None:
-            return ops.upsample_fir(x, kernel=self.fir_kernel, factor=2)
-        y = ops.upsample_fir(x, self.Conv2d_0.weight, kernel=self.fir_kernel, factor=2)
+            return self._fir(x, None)
+        y = self._fir(x, self.Conv2d_0.weight)
         return y + self.Conv2d_0.bias.astype(y.dtype).reshape(1, -1, 1, 1)
 
 
-class FirDownsample2D(nn.Cell):
-    """/2 FIR downsampling, optionally fused with a stride-2 3x3 conv `Conv2d_0`; fp32 inside."""
+class FirUpsample2D(_FirResample2D):
+    """x2 FIR upsampling (Karras et al. 2019 / NCSN++), optionally fused with a 3x3 conv; fp32 inside."""
 
-    def __init__(self, channels: int, out_channels: int = None, use_conv: bool = False, fir_kernel=FIR_KERNEL,
-                 dtype=ms.float32):
-        super().__init__()
-        self.fir_kernel = tuple(fir_kernel)
-        self.Conv2d_0 = Conv2d(channels, out_channels or channels, 3, padding=1, dtype=dtype) if use_conv else None
+    def _fir(self, x, weight):
+        return ops.upsample_fir(x, weight, kernel=self.fir_kernel, factor=2)
 
-    def construct(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b o h2 w2"]:
-        if self.Conv2d_0 is None:
-            return ops.downsample_fir(x, kernel=self.fir_kernel, factor=2)
-        y = ops.downsample_fir(x, self.Conv2d_0.weight, kernel=self.fir_kernel, factor=2)
-        return y + self.Conv2d_0.bias.astype(y.dtype).reshape(1, -1, 1, 1)
+
+class FirDownsample2D(_FirResample2D):
+    """/2 FIR downsampling, optionally fused with a stride-2 3x3 conv; fp32 inside."""
+
+    def _fir(self, x, weight):
+        return ops.downsample_fir(x, weight, kernel=self.fir_kernel, factor=2)
 
 
 class FirUpResnetBlock2D(ResnetBlock2D):
