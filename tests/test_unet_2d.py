@@ -1,17 +1,20 @@
 """UNet2DModel against diffusers 0.35.2 on tiny configs (tests/fixtures/unet_2d), PyNative and mindspore.jit."""
+import json
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor
+from mindspore.nn.utils import no_init_parameters
+from test_unet_config import assert_one_to_one, msdiff_shapes
 
 import msdiff
 from msdiff.support import UNCONDITIONAL_CASES, unconditional_case
-from msdiff.nets.unet_2d import UNet2DConfig, config_from_diffusers, map_weights
+from msdiff.nets.unet_2d import UNet2DConfig, UNet2DModel, config_from_diffusers, map_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unet_2d"
-NAMES = ("class_cond", "uncond", "fourier")
+NAMES = ("class_cond", "uncond", "fourier", "cd", "class_timestep", "class_identity")
 
 
 def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -20,7 +23,10 @@ def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 def _inputs(name: str):
     io = np.load(FIXTURES / name / "io.npz")
-    labels = Tensor(io["class_labels"].astype(np.int32)) if "class_labels" in io else None
+    labels = None
+    if "class_labels" in io:
+        y = io["class_labels"]
+        labels = Tensor(y.astype(np.int32) if y.dtype.kind == "i" else y)
     return io, Tensor(io["sample"]), Tensor(io["timestep"]), labels
 
 
@@ -60,9 +66,19 @@ def test_class_labels_required_and_refused():
 
 def test_config_refuses_unsupported_architecture():
     with pytest.raises(ValueError, match="resnet_time_scale_shift"):
-        config_from_diffusers({"resnet_time_scale_shift": "scale_shift"})
-    with pytest.raises(ValueError, match="SkipDownBlock2D"):
-        config_from_diffusers({"down_block_types": ["SkipDownBlock2D"] * 4})
+        config_from_diffusers({"resnet_time_scale_shift": "spatial"})
+    with pytest.raises(ValueError, match="class_embed_type"):
+        config_from_diffusers({"class_embed_type": "projection"})
+    with pytest.raises(ValueError, match="upsample_type"):
+        config_from_diffusers({"upsample_type": "fir"})
+    with pytest.raises(ValueError, match="KDownBlock2D"):
+        config_from_diffusers({"down_block_types": ["KDownBlock2D"] * 4})
+    with pytest.raises(ValueError, match="in_channels = out_channels = 3"):
+        config_from_diffusers({"down_block_types": ["SkipDownBlock2D"] * 4, "in_channels": 1})
+    with pytest.raises(ValueError, match="norm_num_groups=None"):
+        config_from_diffusers({"norm_num_groups": None})
+    with pytest.raises(ValueError, match="num_train_timesteps"):
+        config_from_diffusers({"time_embedding_type": "learned"})
     with pytest.raises(ValueError, match="unknown config key"):
         config_from_diffusers({"bogus": 1})
     assert config_from_diffusers({"_class_name": "UNet2DModel", "dropout": 0.1}) == UNet2DConfig()
@@ -88,3 +104,13 @@ def test_shipped_digit_model_matches_diffusers():
     assert components.pipeline_class == "DDPMPipeline" and components.scheduler["_class_name"] == "DDPMScheduler"
     out = components.unet(Tensor(io["sample"]), Tensor(io["timestep"]), Tensor(io["class_labels"].astype(np.int32)))
     assert _rel_l2(out.asnumpy(), io["out"]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ("cd_imagenet64", "cd_lsun256"))
+def test_full_size_consistency_unet_structure(name):
+    """The real consistency-model UNets (configs of diffusers' convert_consistency_to_diffusers.py): every
+    diffusers parameter has an msdiff parameter of the same name and shape, and nothing is left over."""
+    doc = json.loads((FIXTURES / "structure" / f"{name}.json").read_text())
+    with no_init_parameters():
+        net = UNet2DModel(config_from_diffusers(doc["config"]))
+    assert_one_to_one(doc["params"], msdiff_shapes(net), map_weights)

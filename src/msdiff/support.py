@@ -126,7 +126,7 @@ def _clip_rows(fix: Path) -> list:
 def _unet_2d_rows(fix: Path) -> list:
     import msdiff
     rows = []
-    for name in ("uncond", "class_cond", "fourier", "ncsnpp"):
+    for name in ("uncond", "class_cond", "fourier", "ncsnpp", "cd", "class_timestep", "class_identity"):
         if not (fix / name / "io.npz").is_file():
             continue
 

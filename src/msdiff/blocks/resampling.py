@@ -7,6 +7,13 @@ from .. import ops
 from .layers import Conv2d
 
 
+def avg_pool_2x2(x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h2 w2"]:
+    """2x2 average pooling, stride 2 (odd trailing rows/columns dropped, as torch's avg_pool2d)."""
+    b, c, h, w = x.shape
+    x = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(b, c, h // 2, 2, w // 2, 2)
+    return x.mean(axis=(3, 5))
+
+
 class Downsample2D(nn.Cell):
     """Halve h, w: 3x3 stride-2 conv (padding 0 pads right/bottom by one first, as diffusers) or avg-pool."""
 
@@ -22,9 +29,7 @@ class Downsample2D(nn.Cell):
 
     def construct(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b o h2 w2"]:
         if self.conv is None:
-            b, c, h, w = x.shape
-            x = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(b, c, h // 2, 2, w // 2, 2)
-            return x.mean(axis=(3, 5))
+            return avg_pool_2x2(x)
         if self.padding == 0:
             x = ops.pad(x, (0, 1, 0, 1))
         return self.conv(x)

@@ -5,6 +5,7 @@ from mindspore import Tensor, nn
 
 from .. import ops
 from .layers import Conv2d, GroupNorm, Linear
+from .resampling import avg_pool_2x2
 
 
 class ResnetBlock2D(nn.Cell):
@@ -14,7 +15,8 @@ class ResnetBlock2D(nn.Cell):
     norm2(h) * (1 + scale) + shift. temb_channels=None drops `time_emb_proj` (VAE blocks). The shortcut,
     present when channels change (or use_in_shortcut), is a 1x1 conv: diffusers 0.35 ignores its own
     `conv_shortcut` flag, so msdiff has none.
-    Up/down-sampling variants (FIR, nearest) subclass and override `_resample`.
+    Up/down-sampling variants (nearest / average pool below, FIR in unet_2d_model_blocks) subclass and
+    override `_resample`.
     """
 
     def __init__(self, in_channels: int, out_channels: int = None, temb_channels: int = 512, groups: int = 32,
@@ -70,3 +72,18 @@ class ResnetBlock2D(nn.Cell):
         if self.output_scale_factor != 1.0:
             out = out / self.output_scale_factor
         return out
+
+
+class UpResnetBlock2D(ResnetBlock2D):
+    """diffusers' ResnetBlock2D(up=True): hidden and shortcut nearest-upsampled x2 after norm1."""
+
+    def _resample(self, h: Tensor, x: Tensor):
+        return (ops.interpolate(h, scale_factor=2.0, mode="nearest"),
+                ops.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class DownResnetBlock2D(ResnetBlock2D):
+    """diffusers' ResnetBlock2D(down=True): hidden and shortcut 2x2-average-pooled after norm1."""
+
+    def _resample(self, h: Tensor, x: Tensor):
+        return avg_pool_2x2(h), avg_pool_2x2(x)

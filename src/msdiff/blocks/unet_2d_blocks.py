@@ -10,7 +10,7 @@ from mindspore import Tensor, nn
 from mindspore import ops as mops
 
 from .resampling import Downsample2D, Upsample2D
-from .resnet import ResnetBlock2D
+from .resnet import DownResnetBlock2D, ResnetBlock2D, UpResnetBlock2D
 from .transformer_2d import Transformer2DModel
 
 
@@ -28,19 +28,36 @@ def _transformers(num_layers: int, out_channels: int, num_attention_heads: int, 
         for i in range(num_layers)])
 
 
+def _check_resample_type(name: str, value: str) -> None:
+    if value not in ("conv", "resnet"):
+        raise ValueError(f"{name} must be 'conv' or 'resnet', got {value!r}")
+
+
 class DownBlock2D(nn.Cell):
-    """num_layers resnets, then an optional stride-2 conv downsampler; every output is a skip."""
+    """num_layers resnets, then an optional downsampler; every output is a skip.
+
+    downsample_type "conv": stride-2 conv; "resnet": a time-conditioned resnet that average-pools
+    (diffusers' ResnetDownsampleBlock2D and AttnDownBlock2D(downsample_type="resnet")).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, num_layers: int = 1,
                  resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default", resnet_groups: int = 32,
-                 add_downsample: bool = True, downsample_padding: int = 1, dtype=ms.float32):
+                 add_downsample: bool = True, downsample_padding: int = 1, dtype=ms.float32,
+                 downsample_type: str = "conv"):
         super().__init__()
+        _check_resample_type("downsample_type", downsample_type)
         self.resnets = nn.CellList([
             ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, temb_channels, resnet_groups,
                           eps=resnet_eps, time_embedding_norm=resnet_time_scale_shift, dtype=dtype)
             for i in range(num_layers)])
+        self.resnet_resample = downsample_type == "resnet"
         self.downsamplers = None
-        if add_downsample:
+        if add_downsample and self.resnet_resample:
+            self.downsamplers = nn.CellList([DownResnetBlock2D(out_channels, out_channels, temb_channels,
+                                                               resnet_groups, eps=resnet_eps,
+                                                               time_embedding_norm=resnet_time_scale_shift,
+                                                               dtype=dtype)])
+        elif add_downsample:
             self.downsamplers = nn.CellList([Downsample2D(out_channels, True, out_channels, downsample_padding,
                                                           dtype=dtype)])
 
@@ -54,7 +71,7 @@ class DownBlock2D(nn.Cell):
             x = self._attend(i, self.resnets[i](x, temb), context)
             skips = skips + (x,)
         if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
+            x = self.downsamplers[0](x, temb) if self.resnet_resample else self.downsamplers[0](x)
             skips = skips + (x,)
         return x, skips
 
@@ -82,8 +99,9 @@ class UpBlock2D(nn.Cell):
 
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, temb_channels: int,
                  num_layers: int = 1, resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default",
-                 resnet_groups: int = 32, add_upsample: bool = True, dtype=ms.float32):
+                 resnet_groups: int = 32, add_upsample: bool = True, dtype=ms.float32, upsample_type: str = "conv"):
         super().__init__()
+        _check_resample_type("upsample_type", upsample_type)
         resnets = []
         for i in range(num_layers):
             skip_channels = in_channels if i == num_layers - 1 else out_channels
@@ -91,8 +109,13 @@ class UpBlock2D(nn.Cell):
             resnets.append(ResnetBlock2D(resnet_in + skip_channels, out_channels, temb_channels, resnet_groups,
                                          eps=resnet_eps, time_embedding_norm=resnet_time_scale_shift, dtype=dtype))
         self.resnets = nn.CellList(resnets)
+        self.resnet_resample = upsample_type == "resnet"
         self.upsamplers = None
-        if add_upsample:
+        if add_upsample and self.resnet_resample:
+            self.upsamplers = nn.CellList([UpResnetBlock2D(out_channels, out_channels, temb_channels, resnet_groups,
+                                                           eps=resnet_eps, time_embedding_norm=resnet_time_scale_shift,
+                                                           dtype=dtype)])
+        elif add_upsample:
             self.upsamplers = nn.CellList([Upsample2D(out_channels, True, out_channels, dtype=dtype)])
 
     def _attend(self, i: int, x: Tensor, context: Tensor) -> Tensor:
@@ -105,7 +128,7 @@ class UpBlock2D(nn.Cell):
             x = mops.cat((x, skips[n - 1 - i]), axis=1)
             x = self._attend(i, self.resnets[i](x, temb), context)
         if self.upsamplers is not None:
-            x = self.upsamplers[0](x, upsample_size)
+            x = self.upsamplers[0](x, temb) if self.resnet_resample else self.upsamplers[0](x, upsample_size)
         return x
 
 

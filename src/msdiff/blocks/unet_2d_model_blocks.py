@@ -31,14 +31,14 @@ def _spatial_attentions(num_layers: int, channels: int, head_dim: int, groups: i
 
 
 class AttnDownBlock2D(DownBlock2D):
-    """DownBlock2D with a spatial self-attention after each resnet (diffusers' AttnDownBlock2D, conv downsampler)."""
+    """DownBlock2D with a spatial self-attention after each resnet (diffusers' AttnDownBlock2D)."""
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, num_layers: int = 1,
                  resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default", resnet_groups: int = 32,
                  attention_head_dim: int = 1, add_downsample: bool = True, downsample_padding: int = 1,
-                 dtype=ms.float32):
+                 dtype=ms.float32, downsample_type: str = "conv"):
         super().__init__(in_channels, out_channels, temb_channels, num_layers, resnet_eps, resnet_time_scale_shift,
-                         resnet_groups, add_downsample, downsample_padding, dtype)
+                         resnet_groups, add_downsample, downsample_padding, dtype, downsample_type)
         self.attentions = _spatial_attentions(num_layers, out_channels, attention_head_dim, resnet_groups,
                                               resnet_eps, dtype)
 
@@ -47,14 +47,14 @@ class AttnDownBlock2D(DownBlock2D):
 
 
 class AttnUpBlock2D(UpBlock2D):
-    """UpBlock2D with a spatial self-attention after each resnet (diffusers' AttnUpBlock2D, conv upsampler)."""
+    """UpBlock2D with a spatial self-attention after each resnet (diffusers' AttnUpBlock2D)."""
 
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, temb_channels: int,
                  num_layers: int = 1, resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default",
                  resnet_groups: int = 32, attention_head_dim: int = 1, add_upsample: bool = True,
-                 dtype=ms.float32):
+                 dtype=ms.float32, upsample_type: str = "conv"):
         super().__init__(in_channels, prev_output_channel, out_channels, temb_channels, num_layers, resnet_eps,
-                         resnet_time_scale_shift, resnet_groups, add_upsample, dtype)
+                         resnet_time_scale_shift, resnet_groups, add_upsample, dtype, upsample_type)
         self.attentions = _spatial_attentions(num_layers, out_channels, attention_head_dim, resnet_groups,
                                               resnet_eps, dtype)
 

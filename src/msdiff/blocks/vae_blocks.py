@@ -55,22 +55,30 @@ class UpDecoderBlock2D(nn.Cell):
 
 
 class UNetMidBlock2D(nn.Cell):
-    """resnet, then (group-normed residual self-attention, resnet) num_layers times; attention is optional."""
+    """resnet, then (residual self-attention, resnet) num_layers times; attention is optional.
+
+    The attentions group-normalise over attn_groups; left None, diffusers' rule applies: resnet_groups
+    with time_embedding_norm "default", no normalisation with "scale_shift".
+    """
 
     def __init__(self, in_channels: int, temb_channels: int = None, num_layers: int = 1, resnet_eps: float = 1e-6,
                  resnet_groups: int = 32, add_attention: bool = True, attention_head_dim: int = None,
-                 output_scale_factor: float = 1.0, dtype=ms.float32):
+                 output_scale_factor: float = 1.0, resnet_time_scale_shift: str = "default", attn_groups: int = None,
+                 dtype=ms.float32):
         super().__init__()
         head_dim = attention_head_dim or in_channels
+        if attn_groups is None and resnet_time_scale_shift == "default":
+            attn_groups = resnet_groups
         self.resnets = nn.CellList([
             ResnetBlock2D(in_channels, in_channels, temb_channels, resnet_groups, eps=resnet_eps,
-                          output_scale_factor=output_scale_factor, dtype=dtype)
+                          time_embedding_norm=resnet_time_scale_shift, output_scale_factor=output_scale_factor,
+                          dtype=dtype)
             for _ in range(num_layers + 1)])
         self.attentions = None
         if add_attention:
             self.attentions = nn.CellList([
                 Attention(in_channels, heads=in_channels // head_dim, dim_head=head_dim, bias=True,
-                          norm_num_groups=resnet_groups, eps=resnet_eps, residual_connection=True,
+                          norm_num_groups=attn_groups, eps=resnet_eps, residual_connection=True,
                           rescale_output_factor=output_scale_factor, dtype=dtype)
                 for _ in range(num_layers)])
 

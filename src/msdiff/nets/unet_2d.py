@@ -44,20 +44,31 @@ class UNet2DConfig:
     norm_eps: float = 1e-5
     add_attention: bool = True
     num_class_embeds: Optional[int] = None
+    class_embed_type: Optional[str] = None
+    resnet_time_scale_shift: str = "default"
+    attn_norm_num_groups: Optional[int] = None
+    downsample_type: str = "conv"
+    upsample_type: str = "conv"
+    num_train_timesteps: Optional[int] = None
 
 
 # key -> the values msdiff implements; any other value changes the architecture and is refused.
 _FIXED = {
-    "act_fn": ("silu", "swish"), "class_embed_type": (None,), "attn_norm_num_groups": (None,),
-    "downsample_type": ("conv",), "upsample_type": ("conv",), "resnet_time_scale_shift": ("default",),
-    "time_embedding_type": ("positional", "fourier"), "mid_block_type": ("UNetMidBlock2D", None),
+    "act_fn": ("silu", "swish"), "class_embed_type": (None, "timestep", "identity"),
+    "downsample_type": ("conv", "resnet"), "upsample_type": ("conv", "resnet"),
+    "resnet_time_scale_shift": ("default", "scale_shift"),
+    "time_embedding_type": ("positional", "fourier", "learned"), "mid_block_type": ("UNetMidBlock2D", None),
 }
 # keys without effect on inference for the configurations accepted above.
-_IGNORED = {"dropout", "num_train_timesteps"}
-_DOWN = {"DownBlock2D": DownBlock2D, "AttnDownBlock2D": AttnDownBlock2D, "SkipDownBlock2D": SkipDownBlock2D,
-         "AttnSkipDownBlock2D": AttnSkipDownBlock2D}
-_UP = {"UpBlock2D": UpBlock2D, "AttnUpBlock2D": AttnUpBlock2D, "SkipUpBlock2D": SkipUpBlock2D,
-       "AttnSkipUpBlock2D": AttnSkipUpBlock2D}
+_IGNORED = {"dropout"}
+# block type -> (block class, how it resamples: "conv" / "resnet" fixed, "config" from down/upsample_type,
+# None: the block picks its own resampler (the FIR skip blocks)).
+_DOWN = {"DownBlock2D": (DownBlock2D, "conv"), "ResnetDownsampleBlock2D": (DownBlock2D, "resnet"),
+         "AttnDownBlock2D": (AttnDownBlock2D, "config"), "SkipDownBlock2D": (SkipDownBlock2D, None),
+         "AttnSkipDownBlock2D": (AttnSkipDownBlock2D, None)}
+_UP = {"UpBlock2D": (UpBlock2D, "conv"), "ResnetUpsampleBlock2D": (UpBlock2D, "resnet"),
+       "AttnUpBlock2D": (AttnUpBlock2D, "config"), "SkipUpBlock2D": (SkipUpBlock2D, None),
+       "AttnSkipUpBlock2D": (AttnSkipUpBlock2D, None)}
 # NCSN++ skip blocks: they carry a 3-channel skip image and pick their own group counts (min(channels // 4, 32)).
 _SKIP = {"SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D"}
 
@@ -77,13 +88,12 @@ def config_from_diffusers(d: dict) -> UNet2DConfig:
         raise ValueError("UNet2DModel: down_block_types, up_block_types and block_out_channels must have "
                          "the same length")
     if cfg.norm_num_groups is None and not set(cfg.down_block_types + cfg.up_block_types) <= _SKIP:
-        raise ValueError("UNet2DModel: norm_num_groups=None is supported by msdiff only with skip blocks")
-    skip_kinds = [t for t in cfg.down_block_types + cfg.up_block_types if t in _SKIP]
-    if skip_kinds and len(skip_kinds) != 2 * len(cfg.block_out_channels):
-        raise ValueError(f"UNet2DModel: msdiff supports skip blocks ({sorted(set(skip_kinds))}) only in all-skip "
-                         "(NCSN++) configs, not mixed with other block types")
-    if skip_kinds and (cfg.in_channels != 3 or cfg.out_channels != 3):
+        raise ValueError("UNet2DModel: norm_num_groups=None works only when every block is a skip block "
+                         "(they choose their own group counts)")
+    if set(cfg.down_block_types + cfg.up_block_types) & _SKIP and (cfg.in_channels != 3 or cfg.out_channels != 3):
         raise ValueError("UNet2DModel: skip blocks need in_channels = out_channels = 3 (diffusers' skip_conv)")
+    if cfg.time_embedding_type == "learned" and cfg.num_train_timesteps is None:
+        raise ValueError("UNet2DModel: time_embedding_type 'learned' needs num_train_timesteps")
     return cfg
 
 
@@ -110,22 +120,30 @@ class UNet2DModel(nn.Cell):
         if c.time_embedding_type == "fourier":
             self.time_proj = GaussianFourierProjection(boc[0], scale=16)
             time_in = 2 * boc[0]
+        elif c.time_embedding_type == "learned":
+            self.time_proj = Embedding(c.num_train_timesteps, boc[0], dtype=dtype)
+            time_in = boc[0]
         else:
             self.time_proj = Timesteps(boc[0], c.flip_sin_to_cos, c.freq_shift)
             time_in = boc[0]
         self.time_embedding = TimestepEmbedding(time_in, temb, dtype=dtype)
-        self.class_embedding = Embedding(c.num_class_embeds, temb, dtype=dtype) if c.num_class_embeds else None
+        self.class_embedding = None
+        if c.class_embed_type == "timestep":
+            self.class_embedding = TimestepEmbedding(time_in, temb, dtype=dtype)
+        elif c.class_embed_type is None and c.num_class_embeds:
+            self.class_embedding = Embedding(c.num_class_embeds, temb, dtype=dtype)
 
         down = []
         out_ch = boc[0]
         for i, kind in enumerate(c.down_block_types):
             in_ch, out_ch = out_ch, boc[i]
-            common = dict(num_layers=c.layers_per_block, resnet_eps=eps, add_downsample=i < n - 1, dtype=dtype)
+            common = self._block_args(kind, out_ch, num_layers=c.layers_per_block, add_downsample=i < n - 1)
             if kind not in _SKIP:
-                common.update(resnet_groups=groups, downsample_padding=c.downsample_padding)
-            if kind.startswith("Attn"):
-                common["attention_head_dim"] = c.attention_head_dim or out_ch
-            down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
+                common["downsample_padding"] = c.downsample_padding
+            cls, resample = _DOWN[kind]
+            if resample is not None:
+                common["downsample_type"] = c.downsample_type if resample == "config" else resample
+            down.append(cls(in_ch, out_ch, temb, **common))
         self.down_blocks = nn.CellList(down)
 
         self.mid_block = None
@@ -133,25 +151,42 @@ class UNet2DModel(nn.Cell):
             self.mid_block = UNetMidBlock2D(boc[-1], temb, resnet_eps=eps, resnet_groups=mid_groups,
                                             add_attention=c.add_attention,
                                             attention_head_dim=c.attention_head_dim or boc[-1],
-                                            output_scale_factor=c.mid_block_scale_factor, dtype=dtype)
+                                            output_scale_factor=c.mid_block_scale_factor,
+                                            resnet_time_scale_shift=c.resnet_time_scale_shift,
+                                            attn_groups=c.attn_norm_num_groups, dtype=dtype)
 
         rev = tuple(reversed(boc))
         up = []
         out_ch = rev[0]
         for i, kind in enumerate(c.up_block_types):
             prev_ch, out_ch, in_ch = out_ch, rev[i], rev[min(i + 1, n - 1)]
-            common = dict(num_layers=c.layers_per_block + 1, resnet_eps=eps, add_upsample=i < n - 1, dtype=dtype)
-            if kind not in _SKIP:
-                common["resnet_groups"] = groups
-            if kind.startswith("Attn"):
-                common["attention_head_dim"] = c.attention_head_dim or out_ch
-            up.append(_UP[kind](in_ch, prev_ch, out_ch, temb, **common))
+            common = self._block_args(kind, out_ch, num_layers=c.layers_per_block + 1, add_upsample=i < n - 1)
+            cls, resample = _UP[kind]
+            if resample is not None:
+                common["upsample_type"] = c.upsample_type if resample == "config" else resample
+            up.append(cls(in_ch, prev_ch, out_ch, temb, **common))
         self.up_blocks = nn.CellList(up)
 
         self.down_skip = tuple(t in _SKIP for t in c.down_block_types)
         self.up_skip = tuple(t in _SKIP for t in c.up_block_types)
         self.conv_norm_out = GroupNorm(out_groups, boc[0], eps=eps, dtype=dtype)
         self.conv_out = Conv2d(boc[0], c.out_channels, 3, padding=1, dtype=dtype)
+
+    def _block_args(self, kind: str, out_ch: int, **kwargs) -> dict:
+        """Constructor arguments every block type of this net shares."""
+        c = self.config
+        kwargs.update(resnet_eps=c.norm_eps, resnet_time_scale_shift=c.resnet_time_scale_shift,
+                      dtype=self.compute_dtype)
+        if kind not in _SKIP:
+            kwargs["resnet_groups"] = c.norm_num_groups
+        if kind.startswith("Attn"):
+            kwargs["attention_head_dim"] = c.attention_head_dim or out_ch
+        return kwargs
+
+    def _time_features(self, t: Tensor) -> Tensor:
+        if self.config.time_embedding_type == "learned":
+            return self.time_proj(t.astype(ms.int32))
+        return self.time_proj(t)
 
     def _embedding(self, timestep, b: int, class_labels) -> tuple:
         if isinstance(timestep, Tensor):
@@ -160,15 +195,23 @@ class UNet2DModel(nn.Cell):
             t = mops.fill(ms.float32, (1,), timestep)
         if t.shape[0] != b:
             t = t.broadcast_to((b,))
-        emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype))
-        if self.class_embedding is not None:
-            if class_labels is None:
-                raise ValueError("UNet2DModel: this model is class-conditional; pass class_labels")
-            emb = emb + self.class_embedding(class_labels.astype(ms.int32).reshape(-1)).astype(self.compute_dtype)
-        elif class_labels is not None:
-            raise ValueError("UNet2DModel: class_labels given but the model has no class embedding "
-                             "(num_class_embeds is None)")
-        return emb, t
+        emb = self.time_embedding(self._time_features(t).astype(self.compute_dtype))
+        kind = self.config.class_embed_type
+        if self.class_embedding is None and kind != "identity":
+            if class_labels is not None:
+                raise ValueError("UNet2DModel: class_labels given but the model has no class embedding "
+                                 "(num_class_embeds and class_embed_type are None)")
+            return emb, t
+        if class_labels is None:
+            raise ValueError("UNet2DModel: this model is class-conditional; pass class_labels")
+        if kind == "identity":
+            class_emb = class_labels
+        elif kind == "timestep":
+            class_emb = self.class_embedding(self._time_features(class_labels.astype(ms.float32).reshape(-1))
+                                             .astype(self.compute_dtype))
+        else:
+            class_emb = self.class_embedding(class_labels.astype(ms.int32).reshape(-1))
+        return emb + class_emb.astype(self.compute_dtype), t
 
     def construct(self, sample: Float[Tensor, "b c h w"], timestep,
                   class_labels: Int[Tensor, "b"] = None) -> Float[Tensor, "b o h w"]:
