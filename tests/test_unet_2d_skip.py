@@ -1,4 +1,5 @@
-"""NCSN++-like UNet2DModel (SkipDown/AttnSkipDown/AttnSkipUp/SkipUp blocks, FIR resnets, Fourier time) against
+"""NCSN++-like UNet2DModel (SkipDown/AttnSkipDown/AttnSkipUp/SkipUp blocks, FIR resnets, Fourier time) and each skip
+block alone against
 diffusers 0.35.2 (tests/fixtures/unet_2d/ncsnpp): fp32 rel L2 <= 1e-5 and max abs <= 1e-4, fp16 rel L2 <= 5e-3
 against diffusers' fp32 output, PyNative and mindspore.jit.
 """
@@ -73,18 +74,25 @@ def test_skip_blocks_need_rgb():
         config_from_diffusers({**cfg, "in_channels": 1, "out_channels": 1})
 
 
-BLOCK_REF = np.load(FOLDER.parent / "skip_blocks.npz")
+# skip_blocks.npz: the plain skip blocks; attn_skip_blocks.npz: the attention ones (32 channels, fp16-stored weights).
+REFS = {"plain": np.load(FOLDER.parent / "skip_blocks.npz"), "attn": np.load(FOLDER.parent / "attn_skip_blocks.npz")}
 BLOCKS = {"down": lambda dt: SkipDownBlock2D(8, 8, 16, dtype=dt), "up": lambda dt: SkipUpBlock2D(8, 8, 8, 16, dtype=dt),
-          "up_last": lambda dt: SkipUpBlock2D(8, 8, 8, 16, add_upsample=False, dtype=dt)}
+          "up_last": lambda dt: SkipUpBlock2D(8, 8, 8, 16, add_upsample=False, dtype=dt),
+          "attn_down": lambda dt: AttnSkipDownBlock2D(4, 32, 16, attention_head_dim=8, dtype=dt),
+          "attn_up": lambda dt: AttnSkipUpBlock2D(8, 4, 32, 16, attention_head_dim=8, dtype=dt)}
+
+
+def _ref(name):
+    return REFS["attn" if name.startswith("attn") else "plain"]
 
 
 def _block(name, dtype):
-    block = BLOCKS[name](dtype)
+    block, ref = BLOCKS[name](dtype), _ref(name)
     params = dict(block.parameters_and_names())
-    stored = sorted(k[len(name) + 1:] for k in BLOCK_REF.files if k.startswith(name + ".") and ".out" not in k)
+    stored = sorted(k[len(name) + 1:] for k in ref.files if k.startswith(name + ".") and ".out" not in k)
     assert sorted(params) == stored
     for key, p in params.items():
-        p.set_data(Tensor(BLOCK_REF[f"{name}.{key}"]).astype(dtype))
+        p.set_data(Tensor(ref[f"{name}.{key}"]).astype(dtype))
     block.set_train(False)
     return block
 
@@ -93,22 +101,22 @@ def _block(name, dtype):
 @pytest.mark.parametrize("dtype", (ms.float32, ms.float16), ids=("fp32", "fp16"))
 @pytest.mark.parametrize("mode", ("pynative", "jit"))
 def test_skip_block_matches_diffusers(name, dtype, mode):
-    block = _block(name, dtype)
-    x, temb, res0, skip, half = (Tensor(BLOCK_REF[k]).astype(dtype)
+    block, ref = _block(name, dtype), _ref(name)
+    x, temb, res0, skip, half = (Tensor(ref[k]).astype(dtype)
                                  for k in ("x", "temb", "res0", "skip_sample", "skip_half"))
 
     def f(x, temb, res0, skip, half):
-        if name == "down":
+        if name.endswith("down"):
             h, skips, s = block(x, temb, skip)
             return (h,) + skips + (s,)
         out = block(x, (res0,), temb, half)
-        return out + block(x, (res0,), temb, None) if name == "up" else out
+        return out + block(x, (res0,), temb, None) if name.endswith("up") else out
 
     outs = (ms.jit(f) if mode == "jit" else f)(x, temb, res0, skip, half)
-    n = len([k for k in BLOCK_REF.files if k.startswith(name + ".out")])
+    n = len([k for k in ref.files if k.startswith(name + ".out")])
     assert len(outs) == n
     for k, out in enumerate(outs):
         assert out.dtype == dtype
-        out, ref = out.astype(ms.float32).asnumpy(), BLOCK_REF[f"{name}.out{k}"]
+        out, expected = out.astype(ms.float32).asnumpy(), ref[f"{name}.out{k}"]
         assert np.isfinite(out).all()
-        assert _rel_l2(out, ref) <= (1e-5 if dtype == ms.float32 else 5e-3), (name, k)
+        assert _rel_l2(out, expected) <= (1e-5 if dtype == ms.float32 else 5e-3), (name, k)
