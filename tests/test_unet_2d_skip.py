@@ -1,7 +1,6 @@
-"""NCSN++-like UNet2DModel (SkipDown/AttnSkipDown/AttnSkipUp/SkipUp blocks, FIR resnets, Fourier time) and each skip
-block alone against
-diffusers 0.35.2 (tests/fixtures/unet_2d/ncsnpp): fp32 rel L2 <= 1e-5 and max abs <= 1e-4, fp16 rel L2 <= 5e-3
-against diffusers' fp32 output, PyNative and mindspore.jit.
+"""NCSN++-like UNet2DModel (SkipDown/AttnSkipDown/AttnSkipUp/SkipUp blocks, FIR resnets, Fourier time) and each
+skip block alone against diffusers 0.35.2 (tests/fixtures/unet_2d): fp32 rel L2 <= 1e-5 and max abs <= 1e-4,
+fp16 rel L2 <= 5e-3 against diffusers' fp32 output, PyNative and mindspore.jit.
 """
 import json
 from pathlib import Path
