@@ -114,3 +114,28 @@ def test_full_size_consistency_unet_structure(name):
     with no_init_parameters():
         net = UNet2DModel(config_from_diffusers(doc["config"]))
     assert_one_to_one(doc["params"], msdiff_shapes(net), map_weights)
+
+
+def test_pre_0_14_attention_key_names_load(tmp_path):
+    """Old checkpoints (google/ddpm-*) name the attention weights query/key/value/proj_attn; diffusers renames
+    them on load, and so does msdiff: the renamed class_cond checkpoint gives the same output."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "old"
+    shutil.copytree(FIXTURES / "class_cond", folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    new_to_old = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+    old = {}
+    for key, value in load_file(weights).items():
+        for new, former in new_to_old.items():
+            key = key.replace(new, former)
+        old[key] = value
+    assert any(".proj_attn." in k for k in old) and not any(".to_q." in k for k in old)
+    save_file(old, weights)
+    io, sample, timestep, labels = _inputs("class_cond")
+    out = msdiff.load(folder)(sample, timestep, labels).asnumpy()
+    assert _rel_l2(out, io["out"]) <= 1e-5
+    assert map_weights("mid_block.attentions.0.proj_attn.bias") == "mid_block.attentions.0.to_out.0.bias"
+    assert map_weights("down_blocks.0.resnets.0.conv1.weight") == "down_blocks.0.resnets.0.conv1.weight"

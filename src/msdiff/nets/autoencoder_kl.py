@@ -18,6 +18,7 @@ from .. import ops
 from ..blocks.layers import Conv2d, GroupNorm
 from ..blocks.vae_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D
 from ._config import read_config
+from ._keys import modern_attention_key
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ def config_from_diffusers(d: dict) -> AutoencoderKLConfig:
 
 
 def map_weights(key: str) -> str:
-    """diffusers state-dict key -> msdiff parameter name (identity: the trees match)."""
-    return key
+    """diffusers state-dict key -> msdiff parameter name: the trees match; pre-0.14 attention names
+    (query/key/value/proj_attn) are renamed as diffusers does on load."""
+    return modern_attention_key(key)
 
 
 class Encoder(nn.Cell):

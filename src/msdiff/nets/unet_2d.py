@@ -1,6 +1,6 @@
 """UNet2DModel: diffusers' pixel-space (optionally class-conditional) noise-prediction UNet (DDPM, NCSN++ style).
 
-The parameter tree has diffusers' names, so `map_weights` is the identity.
+The parameter tree has diffusers' names; `map_weights` only renames pre-0.14 attention keys.
 """
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -18,6 +18,7 @@ from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
 from ..blocks.unet_2d_model_blocks import AttnDownBlock2D, AttnUpBlock2D, GaussianFourierProjection
 from ..blocks.vae_blocks import UNetMidBlock2D
 from ._config import read_config
+from ._keys import modern_attention_key
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ def config_from_diffusers(d: dict) -> UNet2DConfig:
 
 
 def map_weights(key: str) -> str:
-    """diffusers state-dict key -> msdiff parameter name (identity: the trees match)."""
-    return key
+    """diffusers state-dict key -> msdiff parameter name: the trees match; pre-0.14 attention names
+    (query/key/value/proj_attn) are renamed as diffusers does on load."""
+    return modern_attention_key(key)
 
 
 class UNet2DModel(nn.Cell):

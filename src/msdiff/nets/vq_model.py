@@ -16,6 +16,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..blocks.layers import Conv2d, Embedding
 from ._config import read_config
+from ._keys import modern_attention_key
 from .autoencoder_kl import AutoencoderKLConfig, Decoder, Encoder
 
 
@@ -53,8 +54,9 @@ def config_from_diffusers(d: dict) -> VQModelConfig:
 
 
 def map_weights(key: str) -> str:
-    """diffusers state-dict key -> msdiff parameter name (identity: the trees match)."""
-    return key
+    """diffusers state-dict key -> msdiff parameter name: the trees match; pre-0.14 attention names
+    (query/key/value/proj_attn) are renamed as diffusers does on load."""
+    return modern_attention_key(key)
 
 
 class VectorQuantizer(nn.Cell):
