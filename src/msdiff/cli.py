@@ -1,10 +1,18 @@
 """`msdiff generate | train | support`: the command line over the recipes."""
 import argparse
 import sys
-import time
 from pathlib import Path
 
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, OSError)
+
+
+_GENERATE_HELP = """Generate one image with the recipe of the --model folder's pipeline class (model_index.json):
+  StableDiffusion*/LatentConsistencyModel*  text-to-image; with --image image-to-image; with --mask inpainting
+  DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
+  ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
+  LDMTextToImagePipeline                    --prompt, --guidance, --size (steps 50)
+  LDMSuperResolutionPipeline                --image required (steps 100)
+An option a pipeline does not take is an error. Without --model: the bundled digit model's grid."""
 
 
 def _size(text: str) -> tuple:
@@ -19,19 +27,22 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="msdiff", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="generate images (no --model: the bundled digit model)")
+    g = sub.add_parser("generate", description=_GENERATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="generate images (no --model: the bundled digit model)")
     g.add_argument("--model", help="diffusers pipeline folder or cached hub repo id")
-    g.add_argument("--prompt", default="")
-    g.add_argument("--negative-prompt", default=None)
-    g.add_argument("--steps", type=int, default=None, help="sampling steps")
-    g.add_argument("--guidance", type=float, default=7.5)
+    g.add_argument("--prompt", default=None, help="SD, LDM text-to-image (default: empty)")
+    g.add_argument("--negative-prompt", default=None, help="SD")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's)")
+    g.add_argument("--guidance", type=float, default=None, help="SD (default 7.5), LDM text-to-image (default 1)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's scheduler)")
-    g.add_argument("--size", type=_size, default=None, help="WxH (default: the model's native size)")
-    g.add_argument("--image", default=None, help="input image for image-to-image / inpainting")
-    g.add_argument("--strength", type=float, default=0.8)
-    g.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
-    g.add_argument("--per-class", type=int, default=8, help="digit model: images per class row")
+    g.add_argument("--sampler", default=None, help="SD, DDPM/DDIM: sampler name (default: the checkpoint's scheduler)")
+    g.add_argument("--size", type=_size, default=None, help="SD, LDM text-to-image: WxH (default: the model's)")
+    g.add_argument("--image", default=None, help="SD image-to-image / inpainting input; LDM super-resolution input")
+    g.add_argument("--strength", type=float, default=None, help="SD image-to-image / inpainting (default 0.8)")
+    g.add_argument("--mask", default=None, help="SD inpainting mask (white = repaint)")
+    g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM (required), "
+                   "consistency (default: drawn from --seed)")
+    g.add_argument("--per-class", type=int, default=None, help="bundled digit model: images per class row (default 8)")
     g.add_argument("--out", default="msdiff.png")
     g.add_argument("--mode", choices=("pynative", "graph"), default="graph",
                    help="graph compiles the denoising step with mindspore.jit (default)")
@@ -50,26 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Progress:
-    """A tqdm bar over denoising steps, opened at the first step (so input errors print alone)."""
-
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc, self.bar = total, desc, None
-        self.start = time.perf_counter()
-        self.first_step_s = None
-
-    def __call__(self, step, latents):
-        if self.bar is None:
-            from tqdm import tqdm
-            self.first_step_s = time.perf_counter() - self.start
-            self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
-        self.bar.update(1)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _png_info(meta: dict):
     from PIL.PngImagePlugin import PngInfo
     info = PngInfo()
@@ -79,54 +70,14 @@ def _png_info(meta: dict):
     return info
 
 
-def _generate_digits(args) -> dict:
-    from .recipes.unconditional import digit_grid, load_digits_model
-    dtype = "float16" if args.dtype == "fp16" else "float32"
-    steps = args.steps or 20
-    start = time.perf_counter()
-    grid = digit_grid(load_digits_model(dtype), per_class=args.per_class, num_inference_steps=steps,
-                      seed=args.seed, mode=args.mode, progress=True)
-    print(f"generated in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return {"image": grid, "model": "msdiff bundled digits (msdiff/assets/digits)", "steps": steps,
-            "sampler": "DDIM", "first_step_s": None}
-
-
-def _generate_sd(args) -> dict:
-    import msdiff
-    from . import recipes
-    dtype = "float16" if args.dtype == "fp16" else "float32"
-    components = msdiff.load_pipeline(args.model, dtype=dtype)
-    if args.mask and not args.image:
-        raise ValueError("--mask needs --image (the picture to inpaint)")
-    steps = args.steps or 30
-    kwargs = dict(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=steps,
-                  guidance_scale=args.guidance, seed=args.seed, sampler=args.sampler, mode=args.mode)
-    if args.size:
-        kwargs["width"], kwargs["height"] = args.size
-    if args.image:
-        kwargs.update(image=args.image, strength=args.strength)
-        recipe = recipes.inpaint if args.mask else recipes.image_to_image
-        if args.mask:
-            kwargs["mask_image"] = args.mask
-        total = max(1, int(steps * args.strength))
-    else:
-        recipe, total = recipes.text_to_image, steps
-    progress = _Progress(total, Path(str(args.model)).name)
-    try:
-        images = recipe(components, callback=progress, **kwargs)
-    finally:
-        progress.close()
-    return {"image": images[0], "model": str(args.model), "steps": steps, "sampler": args.sampler or
-            (components.scheduler or {}).get("_class_name"), "first_step_s": progress.first_step_s}
-
-
 def _generate(args) -> int:
-    result = _generate_digits(args) if args.model is None else _generate_sd(args)
+    from .cli_pipelines import generate
+    result = generate(args)
     if args.mode == "graph" and result["first_step_s"] is not None:
         print(f"graph compile + first step: {result['first_step_s']:.1f} s", file=sys.stderr)
     meta = {"prompt": args.prompt or None, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "steps": result["steps"], "sampler": result["sampler"], "model": result["model"],
-            "mode": args.mode, "dtype": args.dtype}
+            "mode": args.mode, "dtype": args.dtype, "class_label": result.get("class_label")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result["image"].save(out, pnginfo=_png_info(meta))
