@@ -1,4 +1,4 @@
-"""`msdiff generate` on DDPM / DDIM / consistency / LDM pipeline folders: the recipe receives the expected arguments,
+"""`msdiff generate` on DDPM / DDIM / consistency / LDM / InstructPix2Pix / SD inpainting pipeline folders: the recipe receives the expected arguments,
 the PNG (size, metadata) equals the recipe called directly with them, and options a pipeline does not take are
 one-line errors. (The argument check matters for LDM text-to-image: the fixture's VQ decoder snaps latents to 8
 codes, so its pixels do not change with the prompt or guidance scale.)
@@ -7,6 +7,7 @@ The DDPM folder is tests/fixtures/loader/ddpm; the DDIM, class-conditional DDPM 
 in a temporary folder from committed fixture files (unet_2d/class_cond, consistency.json's scheduler); the LDM
 folders are tests/fixtures/ldm/ldm_text2im and ldm_super_resolution.
 """
+import importlib
 import inspect
 import json
 import shutil
@@ -20,10 +21,14 @@ import msdiff
 from msdiff.cli import main
 from msdiff.recipes import consistency, ldm, unconditional
 
+PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # the package exports the function
+
 FIX = Path(__file__).parent / "fixtures"
 DDPM = FIX / "loader" / "ddpm"
 LDM_T2I = FIX / "ldm" / "ldm_text2im"
 LDM_SR = FIX / "ldm" / "ldm_super_resolution"
+PIX2PIX = FIX / "pipelines" / "sd_pix2pix"
+SD_INPAINT = FIX / "pipelines" / "sd_inpaint"
 
 
 def _pipeline(folder: Path, class_name: str, unet: Path, scheduler: dict) -> Path:
@@ -131,7 +136,18 @@ def test_ldm_super_resolution_pipeline(monkeypatch, tmp_path, folders):
     _assert_meta(png, seed=3, steps=2, sampler="DDIMScheduler", model=LDM_SR, mode="pynative", dtype="fp32")
 
 
+def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
+    png, passed = _run(monkeypatch, tmp_path, PIX2PIX_MODULE, "instruct_pix2pix", PIX2PIX, "--image",
+                       str(folders["low"]), "--prompt", "make it blue", "--steps", "2", "--image-guidance", "2")
+    assert passed == dict(prompt="make it blue", image=str(folders["low"]), negative_prompt=None, num_inference_steps=2,
+                          guidance_scale=7.5, image_guidance_scale=2.0, seed=3, sampler=None, mode="pynative")
+    assert png.size == (32, 32)
+
+
 @pytest.mark.parametrize("model,args,message", [
+    ("pix2pix", [], "StableDiffusionInstructPix2PixPipeline needs --image"),
+    ("pix2pix", ["--image", "i.png", "--size", "64x64"], "--size does not apply to StableDiffusionInstructPix2Pix"),
+    ("sd_inpaint", ["--image", "i.png"], "StableDiffusionInpaintPipeline needs --mask"),
     ("ddpm", ["--prompt", "a cat"], "--prompt does not apply to DDPMPipeline"),
     ("ddim", ["--guidance", "2"], "--guidance does not apply to DDIMPipeline"),
     ("cm", ["--sampler", "ddim"], "--sampler does not apply to ConsistencyModelPipeline"),
@@ -145,7 +161,7 @@ def test_ldm_super_resolution_pipeline(monkeypatch, tmp_path, folders):
     (None, ["--prompt", "x"], "--prompt does not apply to the bundled digit model"),
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
-    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR)
+    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT)
     model_args = [] if model is None else ["--model", str(paths[model])]
     code = main(["generate", *model_args, "--steps", "1", "--mode", "pynative", "--out", str(tmp_path / "o.png"), *args])
     assert code == 2

@@ -139,3 +139,13 @@ def test_pre_0_14_attention_key_names_load(tmp_path):
     assert _rel_l2(out, io["out"]) <= 1e-5
     assert map_weights("mid_block.attentions.0.proj_attn.bias") == "mid_block.attentions.0.to_out.0.bias"
     assert map_weights("down_blocks.0.resnets.0.conv1.weight") == "down_blocks.0.resnets.0.conv1.weight"
+
+
+def test_unconditional_recipe_refuses_float_class_inputs():
+    from msdiff.io import Components
+    from msdiff.recipes.unconditional import unconditional
+
+    components = Components(unet=msdiff.load(FIXTURES / "class_timestep"),
+                            scheduler={"_class_name": "DDPMScheduler", "num_train_timesteps": 10})
+    with pytest.raises(ValueError, match="class_embed_type='timestep'"):
+        unconditional(components, num_inference_steps=2, class_labels=[1], mode="pynative")

@@ -8,6 +8,8 @@ _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, OSError)
 
 _GENERATE_HELP = """Generate one image with the recipe of the --model folder's pipeline class (model_index.json):
   StableDiffusion*/LatentConsistencyModel*  text-to-image; with --image image-to-image; with --mask inpainting
+  StableDiffusion[XL]InpaintPipeline        inpainting: --image and --mask required
+  StableDiffusionInstructPix2PixPipeline    edit --image (required) following --prompt; --image-guidance (steps 100)
   DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
   ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
   LDMTextToImagePipeline                    --prompt, --guidance, --size (steps 50)
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--image", default=None, help="SD image-to-image / inpainting input; LDM super-resolution input")
     g.add_argument("--strength", type=float, default=None, help="SD image-to-image / inpainting (default 0.8)")
     g.add_argument("--mask", default=None, help="SD inpainting mask (white = repaint)")
+    g.add_argument("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance (default 1.5)")
     g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM (required), "
                    "consistency (default: drawn from --seed)")
     g.add_argument("--per-class", type=int, default=None, help="bundled digit model: images per class row (default 8)")

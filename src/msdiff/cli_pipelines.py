@@ -10,12 +10,16 @@ from pathlib import Path
 # parser dests whose meaning depends on the pipeline; every other option (--model, --steps, --seed, --out,
 # --mode, --dtype) applies to all of them
 _SPECIFIC = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask", "class_label",
-             "per_class")
+             "per_class", "image_guidance")
 _SD_PREFIXES = ("StableDiffusion", "LatentConsistencyModel")
 
 
 class Progress:
-    """A tqdm bar over denoising steps, opened at the first step (so input errors print alone)."""
+    """A tqdm bar over denoising steps, opened at the first step (so input errors print alone).
+
+    `total` is the expected number of steps; samplers that call the net more often than the requested step
+    count (PNDM's warm-up, Heun's second order) grow it, so the bar always ends at n/n.
+    """
 
     def __init__(self, total: int, desc: str):
         self.total, self.desc, self.bar = total, desc, None
@@ -27,6 +31,8 @@ class Progress:
             from tqdm import tqdm
             self.first_step_s = time.perf_counter() - self.start
             self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
+        if self.bar.n + 1 > self.bar.total:
+            self.bar.total = self.bar.n + 1
         self.bar.update(1)
 
     def close(self):
@@ -148,9 +154,27 @@ def _ldm_super_resolution(args, components) -> dict:
             "first_step_s": first}
 
 
+def _instruct_pix2pix(args, components) -> dict:
+    from .recipes.instruct_pix2pix import instruct_pix2pix
+    steps = args.steps or 100
+    kwargs = dict(negative_prompt=args.negative_prompt, num_inference_steps=steps,
+                  guidance_scale=7.5 if args.guidance is None else args.guidance,
+                  image_guidance_scale=1.5 if args.image_guidance is None else args.image_guidance,
+                  seed=args.seed, sampler=args.sampler, mode=args.mode)
+    image, first = _first_image(instruct_pix2pix, components, steps, args, args.prompt or "", args.image, **kwargs)
+    return {"image": image, "steps": steps, "first_step_s": first,
+            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+
+
 # pipeline class -> (runner, the pipeline-specific options it takes, the ones it requires)
-_SD = (_sd, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask"), ())
+_SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask")
+_SD = (_sd, _SD_OPTIONS, ())
+_SD_INPAINT = (_sd, _SD_OPTIONS, ("image", "mask"))  # 9-channel inpainting UNets need both
 _RUNNERS = {
+    "StableDiffusionInpaintPipeline": _SD_INPAINT,
+    "StableDiffusionXLInpaintPipeline": _SD_INPAINT,
+    "StableDiffusionInstructPix2PixPipeline": (_instruct_pix2pix, ("prompt", "negative_prompt", "guidance",
+                                                                   "image_guidance", "sampler", "image"), ("image",)),
     None: (_digits, ("per_class",), ()),
     "DDPMPipeline": (_unconditional, ("sampler", "class_label"), ()),
     "DDIMPipeline": (_unconditional, ("sampler", "class_label"), ()),

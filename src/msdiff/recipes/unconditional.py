@@ -94,6 +94,9 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
         x = latents.astype(ms.float32)
         batch_size = x.shape[0]
     y = y_null = None
+    if cfg.class_embed_type is not None:
+        raise ValueError(f"this recipe passes integer class labels; a UNet with class_embed_type="
+                         f"{cfg.class_embed_type!r} takes float class inputs: call the net directly")
     if cfg.num_class_embeds:
         if class_labels is None:
             raise ValueError("this model is class-conditional: pass class_labels (one per image, or one for all)")
