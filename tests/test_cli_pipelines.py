@@ -148,6 +148,7 @@ def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
     ("pix2pix", [], "StableDiffusionInstructPix2PixPipeline needs --image"),
     ("pix2pix", ["--image", "i.png", "--size", "64x64"], "--size does not apply to StableDiffusionInstructPix2Pix"),
     ("sd_inpaint", ["--image", "i.png"], "StableDiffusionInpaintPipeline needs --mask"),
+    ("sdxl_refiner", [], "StableDiffusionXLImg2ImgPipeline needs --image"),
     ("ddpm", ["--prompt", "a cat"], "--prompt does not apply to DDPMPipeline"),
     ("ddim", ["--guidance", "2"], "--guidance does not apply to DDIMPipeline"),
     ("cm", ["--sampler", "ddim"], "--sampler does not apply to ConsistencyModelPipeline"),
@@ -161,7 +162,8 @@ def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
     (None, ["--prompt", "x"], "--prompt does not apply to the bundled digit model"),
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
-    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT)
+    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT,
+                 sdxl_refiner=FIX / "pipelines" / "sdxl_refiner")
     model_args = [] if model is None else ["--model", str(paths[model])]
     code = main(["generate", *model_args, "--steps", "1", "--mode", "pynative", "--out", str(tmp_path / "o.png"), *args])
     assert code == 2

@@ -9,6 +9,7 @@ _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, OSError)
 _GENERATE_HELP = """Generate one image with the recipe of the --model folder's pipeline class (model_index.json):
   StableDiffusion*/LatentConsistencyModel*  text-to-image; with --image image-to-image; with --mask inpainting
   StableDiffusion[XL]InpaintPipeline        inpainting: --image and --mask required
+  *Img2ImgPipeline (SD, SD-XL, LCM)         image-to-image: --image required
   StableDiffusionInstructPix2PixPipeline    edit --image (required) following --prompt; --image-guidance (steps 100)
   DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
   ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)

@@ -170,7 +170,11 @@ def _instruct_pix2pix(args, components) -> dict:
 _SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask")
 _SD = (_sd, _SD_OPTIONS, ())
 _SD_INPAINT = (_sd, _SD_OPTIONS, ("image", "mask"))  # 9-channel inpainting UNets need both
+_SD_IMG2IMG = (_sd, _SD_OPTIONS, ("image",))
 _RUNNERS = {
+    "StableDiffusionImg2ImgPipeline": _SD_IMG2IMG,
+    "StableDiffusionXLImg2ImgPipeline": _SD_IMG2IMG,
+    "LatentConsistencyModelImg2ImgPipeline": _SD_IMG2IMG,
     "StableDiffusionInpaintPipeline": _SD_INPAINT,
     "StableDiffusionXLInpaintPipeline": _SD_INPAINT,
     "StableDiffusionInstructPix2PixPipeline": (_instruct_pix2pix, ("prompt", "negative_prompt", "guidance",
