@@ -64,20 +64,32 @@ class DownBlock2D(nn.Cell):
     def _attend(self, i: int, x: Tensor, context: Tensor) -> Tensor:
         return x
 
+    has_cross_attention = False
+
     def construct(self, x: Float[Tensor, "b c h w"], temb: Float[Tensor, "b t"],
-                  context: Float[Tensor, "b m d"] = None):
+                  context: Float[Tensor, "b m d"] = None, additional_residual: Float[Tensor, "b o h2 w2"] = None):
+        """additional_residual (T2I-Adapter features) is added after the last attention of cross-attention
+        blocks, and to the output of plain blocks, where diffusers adds it in place, so the last skip has it too."""
         skips = ()
-        for i in range(len(self.resnets)):
+        n = len(self.resnets)
+        for i in range(n):
             x = self._attend(i, self.resnets[i](x, temb), context)
+            if self.has_cross_attention and additional_residual is not None and i == n - 1:
+                x = x + additional_residual
             skips = skips + (x,)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x, temb) if self.resnet_resample else self.downsamplers[0](x)
             skips = skips + (x,)
+        if not self.has_cross_attention and additional_residual is not None:
+            x = x + additional_residual
+            skips = skips[:-1] + (x,)
         return x, skips
 
 
 class CrossAttnDownBlock2D(DownBlock2D):
     """DownBlock2D with a Transformer2DModel after each resnet."""
+
+    has_cross_attention = True
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, num_layers: int = 1,
                  transformer_layers_per_block=1, num_attention_heads: int = 1, cross_attention_dim: int = 1280,

@@ -185,7 +185,12 @@ class UNet2DConditionModel(nn.Cell):
 
     def construct(self, sample: Float[Tensor, "b c h w"], timestep, encoder_hidden_states: Float[Tensor, "b n d"],
                   text_embeds: Float[Tensor, "b e"] = None, time_ids: Float[Tensor, "b k"] = None,
-                  timestep_cond: Float[Tensor, "b p"] = None) -> Float[Tensor, "b o h w"]:
+                  timestep_cond: Float[Tensor, "b p"] = None, down_block_additional_residuals: tuple = None,
+                  mid_block_additional_residual: Float[Tensor, "b c h2 w2"] = None,
+                  down_intrablock_additional_residuals: tuple = None) -> Float[Tensor, "b o h w"]:
+        """ControlNet residuals (one per skip, plus the mid-block's; both or neither) are added to the skips
+        and the mid-block output; T2I-Adapter features (down_intrablock_additional_residuals) go one per down
+        block in order, and a remaining one of the mid-block's shape is added to its output (T2I-Adapter-XL)."""
         sample = sample.astype(self.compute_dtype)
         context = encoder_hidden_states.astype(self.compute_dtype)
         b, _, h, w = sample.shape
@@ -198,10 +203,26 @@ class UNet2DConditionModel(nn.Cell):
         # down path: every resnet/attention output and downsample is a skip
         sample = self.conv_in(sample)
         skips = (sample,)
+        adapter = down_intrablock_additional_residuals
+        used = 0
         for i in range(len(self.down_blocks)):
-            sample, res = self.down_blocks[i](sample, emb, context)
+            extra = None
+            if adapter is not None and used < len(adapter):
+                extra = adapter[used].astype(self.compute_dtype)
+                used += 1
+            sample, res = self.down_blocks[i](sample, emb, context, extra)
             skips = skips + res
+        controlnet = down_block_additional_residuals is not None and mid_block_additional_residual is not None
+        if controlnet:
+            with_control = ()
+            for i in range(min(len(skips), len(down_block_additional_residuals))):
+                with_control = with_control + (skips[i] + down_block_additional_residuals[i].astype(self.compute_dtype),)
+            skips = with_control
         sample = self.mid_block(sample, emb, context)
+        if adapter is not None and used < len(adapter) and adapter[used].shape == sample.shape:
+            sample = sample + adapter[used].astype(self.compute_dtype)
+        if controlnet:
+            sample = sample + mid_block_additional_residual.astype(self.compute_dtype)
 
         # up path: each up block eats as many skips as it has resnets
         for i in range(len(self.up_blocks)):
