@@ -1,7 +1,8 @@
 """msdiff.recipes.consistency against diffusers 0.35.2 ConsistencyModelPipeline (tests/fixtures/unet_2d/consistency.*):
-the class-conditional tiny UNet, CMStochasticIterativeScheduler, one-step, 3-step and custom timesteps [22, 0],
-recorded noise; max abs <= 1e-4 in PyNative and graph mode. The sampler's custom-timestep schedule against
-set_timesteps(timesteps=...), and diffusers' validation of custom timesteps.
+the class-conditional tiny UNet (one-step, 3-step and custom timesteps [22, 0]) and the consistency-model style
+one (scale-shift resnets, resnet resamplers; 2-step), CMStochasticIterativeScheduler, recorded noise; max abs
+<= 1e-4 in PyNative and graph mode. The sampler's custom-timestep schedule against set_timesteps(timesteps=...),
+and diffusers' validation of custom timesteps.
 """
 import json
 from pathlib import Path
@@ -19,11 +20,11 @@ META = json.loads((FIXTURES / "consistency.json").read_text())
 UNET = {}
 
 
-def _components():
-    if "unet" not in UNET:
-        UNET["unet"] = msdiff.load(FIXTURES / "class_cond")
+def _components(unet: str = "class_cond"):
+    if unet not in UNET:
+        UNET[unet] = msdiff.load(FIXTURES / unet)
     scheduler = dict(META["scheduler"], _class_name="CMStochasticIterativeScheduler")
-    return Components(unet=UNET["unet"], scheduler=scheduler)
+    return Components(unet=UNET[unet], scheduler=scheduler)
 
 
 def _noise(name):
@@ -35,8 +36,8 @@ def _noise(name):
 def test_consistency_matches_diffusers(name, mode):
     run = META["runs"][name]
     steps = {k: run[k] for k in ("num_inference_steps", "timesteps") if k in run}
-    images = consistency(_components(), batch_size=2, class_labels=run["class_labels"], noise=_noise(name),
-                         output_type="np", mode=mode, **steps)
+    images = consistency(_components(run.get("unet", "class_cond")), batch_size=2, class_labels=run["class_labels"],
+                         noise=_noise(name), output_type="np", mode=mode, **steps)
     assert images.shape == REF[name].shape
     assert np.abs(images - REF[name]).max() <= 1e-4
 

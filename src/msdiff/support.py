@@ -236,7 +236,7 @@ def _consistency_rows(fix: Path) -> list:
             from .io import Components, load
             from .recipes.consistency import consistency
             ref = dict(np.load(fix / "consistency.npz"))
-            components = Components(unet=load(fix / "class_cond", dtype=dtype),
+            components = Components(unet=load(fix / run_args.get("unet", "class_cond"), dtype=dtype),
                                     scheduler=dict(meta["scheduler"], _class_name="CMStochasticIterativeScheduler"))
             noise = [ref[k] for k in sorted(k for k in ref if k.startswith(name + "_noise_"))]
             steps = {k: run_args[k] for k in ("num_inference_steps", "timesteps") if k in run_args}
