@@ -25,6 +25,9 @@ NETS: dict = {
     "UNet2DModel": "msdiff.nets.unet_2d:UNet2DModel",
     "VQModel": "msdiff.nets.vq_model:VQModel",
     "LDMBertModel": "msdiff.nets.ldm_bert:LDMBertModel",
+    "DiTTransformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",
+    "Transformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",  # as diffusers: ada_norm_zero -> DiT
+    "ControlNetModel": "msdiff.nets.controlnet:ControlNetModel",
 }
 
 TOKENIZERS: dict = {

@@ -94,11 +94,79 @@ def map_weights(key: str) -> str:
     return key
 
 
-def _per_block(value, n: int) -> tuple:
+def per_block(value, n: int) -> tuple:
+    """A per-down-block config value as a tuple of n (an int/bool/None is repeated)."""
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
 
 
-class UNet2DConditionModel(nn.Cell):
+def make_down_blocks(c, heads: tuple, temb: int, dtype) -> nn.CellList:
+    """The down blocks of a UNet2DCondition-style encoder (the UNet's and the ControlNet's) from config `c`."""
+    n = len(c.down_block_types)
+    boc = c.block_out_channels
+    cross = per_block(c.cross_attention_dim, n)
+    layers = per_block(c.layers_per_block, n)
+    depth = per_block(c.transformer_layers_per_block, n)
+    only_cross = per_block(c.only_cross_attention, n)
+    down = []
+    out_ch = boc[0]
+    for i, kind in enumerate(c.down_block_types):
+        in_ch, out_ch = out_ch, boc[i]
+        common = dict(num_layers=layers[i], resnet_eps=c.norm_eps, resnet_time_scale_shift=c.resnet_time_scale_shift,
+                      resnet_groups=c.norm_num_groups, add_downsample=i < n - 1,
+                      downsample_padding=c.downsample_padding, dtype=dtype)
+        if kind == "CrossAttnDownBlock2D":
+            common.update(transformer_layers_per_block=depth[i], num_attention_heads=heads[i],
+                          cross_attention_dim=cross[i], use_linear_projection=c.use_linear_projection,
+                          only_cross_attention=only_cross[i])
+        down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
+    return nn.CellList(down)
+
+
+def make_mid_block(c, heads: tuple, temb: int, dtype) -> UNetMidBlock2DCrossAttn:
+    """The cross-attention mid block of a UNet2DCondition-style encoder from config `c`."""
+    n = len(c.down_block_types)
+    return UNetMidBlock2DCrossAttn(
+        c.block_out_channels[-1], temb, transformer_layers_per_block=per_block(c.transformer_layers_per_block, n)[-1],
+        num_attention_heads=heads[-1], cross_attention_dim=per_block(c.cross_attention_dim, n)[-1],
+        resnet_eps=c.norm_eps, resnet_time_scale_shift=c.resnet_time_scale_shift, resnet_groups=c.norm_num_groups,
+        output_scale_factor=c.mid_block_scale_factor, use_linear_projection=c.use_linear_projection, dtype=dtype)
+
+
+class TimeConditioned(nn.Cell):
+    """Base Cell of the UNet and the ControlNet: timestep embedding plus SD-XL's text_time added embedding,
+    with diffusers' attribute names (time_proj, time_embedding, add_time_proj, add_embedding)."""
+
+    net_name = "UNet2DConditionModel"
+
+    def _init_time_embedding(self, c, temb: int, cond_proj_dim, dtype) -> None:
+        boc0 = c.block_out_channels[0]
+        self.time_proj = Timesteps(boc0, c.flip_sin_to_cos, c.freq_shift)
+        self.time_embedding = TimestepEmbedding(boc0, temb, cond_proj_dim=cond_proj_dim, dtype=dtype)
+        self.add_time_proj = self.add_embedding = None
+        if c.addition_embed_type == "text_time":
+            self.add_time_proj = Timesteps(c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
+            self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype)
+
+    def _time_embedding(self, timestep, b: int, text_embeds, time_ids, timestep_cond) -> Tensor:
+        if isinstance(timestep, Tensor):
+            t = timestep.astype(ms.float32).reshape(-1)
+        else:
+            t = mops.fill(ms.float32, (1,), timestep)
+        if t.shape[0] != b:
+            t = t.broadcast_to((b,))
+        cond = None if timestep_cond is None else timestep_cond.astype(self.compute_dtype)
+        emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype), cond)
+        if self.add_embedding is not None:
+            if text_embeds is None or time_ids is None:
+                raise ValueError(f"{self.net_name}: addition_embed_type 'text_time' needs text_embeds and "
+                                 "time_ids")
+            time_embeds = self.add_time_proj(time_ids.reshape(-1)).reshape(text_embeds.shape[0], -1)
+            added = mops.cat((text_embeds.astype(ms.float32), time_embeds), axis=-1).astype(self.compute_dtype)
+            emb = emb + self.add_embedding(added)
+        return emb
+
+
+class UNet2DConditionModel(TimeConditioned):
     """Noise-prediction UNet: unet(sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None,
     timestep_cond=None) -> eps (or v), a Tensor shaped like sample (out_channels)."""
 
@@ -109,41 +177,19 @@ class UNet2DConditionModel(nn.Cell):
         n = len(c.down_block_types)
         boc = c.block_out_channels
         # diffusers names the per-block head count `attention_head_dim` (its issue #2011).
-        heads = _per_block(c.attention_head_dim, n)
-        cross = _per_block(c.cross_attention_dim, n)
-        layers = _per_block(c.layers_per_block, n)
-        depth = _per_block(c.transformer_layers_per_block, n)
-        only_cross = _per_block(c.only_cross_attention, n)
+        heads = per_block(c.attention_head_dim, n)
+        cross = per_block(c.cross_attention_dim, n)
+        layers = per_block(c.layers_per_block, n)
+        depth = per_block(c.transformer_layers_per_block, n)
+        only_cross = per_block(c.only_cross_attention, n)
         groups, eps, shift = c.norm_num_groups, c.norm_eps, c.resnet_time_scale_shift
 
         self.conv_in = Conv2d(c.in_channels, boc[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2,
                               dtype=dtype)
         temb = c.time_embedding_dim or boc[0] * 4
-        self.time_proj = Timesteps(boc[0], c.flip_sin_to_cos, c.freq_shift)
-        self.time_embedding = TimestepEmbedding(boc[0], temb, cond_proj_dim=c.time_cond_proj_dim, dtype=dtype)
-        self.add_time_proj = self.add_embedding = None
-        if c.addition_embed_type == "text_time":
-            self.add_time_proj = Timesteps(c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
-            self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype)
-
-        down = []
-        out_ch = boc[0]
-        for i, kind in enumerate(c.down_block_types):
-            in_ch, out_ch = out_ch, boc[i]
-            common = dict(num_layers=layers[i], resnet_eps=eps, resnet_time_scale_shift=shift, resnet_groups=groups,
-                          add_downsample=i < n - 1, downsample_padding=c.downsample_padding, dtype=dtype)
-            if kind == "CrossAttnDownBlock2D":
-                common.update(transformer_layers_per_block=depth[i], num_attention_heads=heads[i],
-                              cross_attention_dim=cross[i], use_linear_projection=c.use_linear_projection,
-                              only_cross_attention=only_cross[i])
-            down.append(_DOWN[kind](in_ch, out_ch, temb, **common))
-        self.down_blocks = nn.CellList(down)
-
-        self.mid_block = UNetMidBlock2DCrossAttn(
-            boc[-1], temb, transformer_layers_per_block=depth[-1], num_attention_heads=heads[-1],
-            cross_attention_dim=cross[-1], resnet_eps=eps, resnet_time_scale_shift=shift, resnet_groups=groups,
-            output_scale_factor=c.mid_block_scale_factor, use_linear_projection=c.use_linear_projection,
-            dtype=dtype)
+        self._init_time_embedding(c, temb, c.time_cond_proj_dim, dtype)
+        self.down_blocks = make_down_blocks(c, heads, temb, dtype)
+        self.mid_block = make_mid_block(c, heads, temb, dtype)
 
         rev = tuple(reversed(boc))
         rev_depth = c.reverse_transformer_layers_per_block or tuple(reversed(depth))
@@ -164,24 +210,6 @@ class UNet2DConditionModel(nn.Cell):
         self.conv_norm_out = GroupNorm(groups, boc[0], eps=eps, dtype=dtype)
         self.conv_out = Conv2d(boc[0], c.out_channels, c.conv_out_kernel, padding=(c.conv_out_kernel - 1) // 2,
                                dtype=dtype)
-
-    def _time_embedding(self, timestep, b: int, text_embeds, time_ids, timestep_cond) -> Tensor:
-        if isinstance(timestep, Tensor):
-            t = timestep.astype(ms.float32).reshape(-1)
-        else:
-            t = mops.fill(ms.float32, (1,), timestep)
-        if t.shape[0] != b:
-            t = t.broadcast_to((b,))
-        cond = None if timestep_cond is None else timestep_cond.astype(self.compute_dtype)
-        emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype), cond)
-        if self.add_embedding is not None:
-            if text_embeds is None or time_ids is None:
-                raise ValueError("UNet2DConditionModel: addition_embed_type 'text_time' needs text_embeds and "
-                                 "time_ids")
-            time_embeds = self.add_time_proj(time_ids.reshape(-1)).reshape(text_embeds.shape[0], -1)
-            added = mops.cat((text_embeds.astype(ms.float32), time_embeds), axis=-1).astype(self.compute_dtype)
-            emb = emb + self.add_embedding(added)
-        return emb
 
     def construct(self, sample: Float[Tensor, "b c h w"], timestep, encoder_hidden_states: Float[Tensor, "b n d"],
                   text_embeds: Float[Tensor, "b e"] = None, time_ids: Float[Tensor, "b k"] = None,

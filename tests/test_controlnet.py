@@ -1,0 +1,112 @@
+"""ControlNetModel, the UNet fed with its residuals, and the controlnet recipe, against diffusers 0.35.2.
+
+Bounds: nets fp32 relative L2 <= 1e-5 and max abs <= 1e-4, fp16 relative L2 <= 5e-3 against diffusers' fp32
+output; pipeline images fp32 max abs <= 1e-4. PyNative and graph mode (mindspore.jit / mode="graph").
+"""
+import dataclasses
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+from _parity import assert_parity
+
+import msdiff
+from msdiff.nets import controlnet as cn
+
+FIX = Path(__file__).parent / "fixtures" / "controlnet"
+CASES = json.loads((FIX / "cases.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def _nets() -> dict:
+    with np.load(FIX / "nets.npz") as f:
+        return dict(f)
+
+
+@lru_cache(maxsize=None)
+def _controlnet(case: str, dtype: str):
+    net = msdiff.load(FIX / CASES["nets"][case]["folder"] / "controlnet", dtype=dtype)
+    if case != "pool_bgr":
+        return net
+    config = dataclasses.replace(net.config, global_pool_conditions=True, controlnet_conditioning_channel_order="bgr")
+    pool = cn.ControlNetModel(config, dtype=net.compute_dtype)
+    source = dict(net.parameters_and_names())
+    for name, p in pool.parameters_and_names():
+        p.set_data(source[name])
+    pool.set_train(False)
+    return pool
+
+
+def _inputs(case: str) -> tuple:
+    d = _nets()
+    get = (lambda k: None if f"{case}:{k}" not in d else ms.Tensor(d[f"{case}:{k}"]))
+    cond = ms.Tensor(d[f"{case}:controlnet_cond"].astype(np.float32) / np.float32(255.0))
+    return (get("sample"), get("timestep"), get("encoder_hidden_states"), cond, get("text_embeds"), get("time_ids"))
+
+
+def _run(net, mode: str, args: tuple, scale: float, guess: bool):
+    sample, t, ctx, cond, te, ids = args
+    if mode == "jit":
+        def f(sample, t, ctx, cond, te, ids):
+            return net(sample, t, ctx, cond, scale, te, ids, guess)
+
+        return ms.jit(f)(*args)
+    return net(sample, t, ctx, cond, scale, te, ids, guess)
+
+
+NET_CASES = [(c, "float32", "pynative") for c in ("sd_scale", "sd_guess", "sdxl", "sdxl_guess", "pool_bgr")] + \
+    [("sd_scale", "float16", "pynative"), ("sdxl", "float16", "pynative"), ("sd_scale", "float32", "jit"),
+     ("sdxl_guess", "float32", "jit"), ("sdxl", "float16", "jit")]
+
+
+@pytest.mark.parametrize("case,dtype,mode", NET_CASES)
+def test_controlnet_parity(case, dtype, mode):
+    meta = CASES["nets"][case]
+    d = _nets()
+    down, mid = _run(_controlnet(case, dtype), mode, _inputs(case), meta["conditioning_scale"], meta["guess_mode"])
+    assert len(down) == meta["num_down"]
+    for i, r in enumerate(down):
+        assert_parity(r, d[f"{case}:down_{i}"], f"{case} down_{i} {mode}", dtype)
+    assert_parity(mid, d[f"{case}:mid"], f"{case} mid {mode}", dtype)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "jit"])
+def test_unet_with_controlnet_residuals(mode):
+    """The sd pipeline UNet fed with the sd_scale residuals (diffusers' down/mid_block_additional_residual)."""
+    d, nets = np.load(FIX / "unet.npz"), _nets()
+    unet = msdiff.load(FIX / "sd" / "unet")
+    down = tuple(ms.Tensor(nets[f"sd_scale:down_{i}"]) for i in range(CASES["nets"]["sd_scale"]["num_down"]))
+    mid = ms.Tensor(nets["sd_scale:mid"])
+    args = (ms.Tensor(d["sample"]), ms.Tensor(d["timestep"]), ms.Tensor(d["encoder_hidden_states"]), down, mid)
+
+    def f(x, t, ctx, down, mid):
+        return unet(x, t, ctx, None, None, None, down, mid)
+
+    out = ms.jit(f)(*args) if mode == "jit" else f(*args)
+    assert_parity(out, d["out"], f"unet + controlnet residuals {mode}")
+
+
+def test_config_errors():
+    config = json.loads((FIX / "sd" / "controlnet" / "config.json").read_text())
+    assert cn.config_from_diffusers(config).conditioning_embedding_out_channels == (4, 4, 8, 8)
+    for key, value in [("class_embed_type", "projection"), ("mid_block_type", "UNetMidBlock2D"),
+                       ("controlnet_conditioning_channel_order", "rgba"), ("addition_embed_type", "text")]:
+        with pytest.raises(ValueError, match=key):
+            cn.config_from_diffusers(dict(config, **{key: value}))
+    with pytest.raises(ValueError, match="block type"):
+        cn.config_from_diffusers(dict(config, down_block_types=["DownBlock2D", "AttnDownBlock2D"]))
+    with pytest.raises(ValueError, match="unknown config key"):
+        cn.config_from_diffusers(dict(config, new_architecture_knob=3))
+    assert cn.map_weights("controlnet_down_blocks.0.weight") == "controlnet_down_blocks.0.weight"
+
+
+def test_parameter_names_equal_diffusers_keys():
+    from safetensors.numpy import load_file
+
+    keys = set(load_file(str(FIX / "sdxl" / "controlnet" / "diffusion_pytorch_model.safetensors")))
+    net = cn.ControlNetModel(cn.config_from_diffusers(json.loads((FIX / "sdxl" / "controlnet" /
+                                                                  "config.json").read_text())))
+    assert {name for name, _ in net.parameters_and_names()} == keys
