@@ -25,7 +25,8 @@ from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_im
                     postprocess, prepare_latents, preprocess_image, preprocess_mask)
 from .text_to_image import image_to_image, text_to_image
 
-_LAZY = ("train", "unconditional", "ldm", "consistency")  # other recipe modules, imported on first use when present
+# other recipe modules, imported on first use when present
+_LAZY = ("train", "unconditional", "ldm", "consistency", "dit")
 
 
 def __getattr__(name):

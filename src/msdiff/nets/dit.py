@@ -1,0 +1,148 @@
+"""DiTTransformer2DModel: diffusers' class-conditional latent diffusion transformer (Peebles & Xie 2023).
+
+Patchify + sin-cos positions, adaLN-Zero transformer blocks, a final adaptive LayerNorm and a linear
+unpatchify. The parameter tree has diffusers' names, so `map_weights` is the identity. Checkpoints saved as
+`Transformer2DModel` with norm_type "ada_norm_zero" (facebook/DiT-XL-2-*) read into the same config, as
+diffusers remaps them.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import mindspore as ms
+from jaxtyping import Float, Int
+from mindspore import Tensor, nn
+from mindspore import ops as mops
+
+from .. import ops
+from ..blocks.adaln import AdaLNZeroTransformerBlock, modulate
+from ..blocks.layers import LayerNorm, Linear
+from ..blocks.patch_embed import PatchEmbed
+from ._config import read_config
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The architecture-defining fields of diffusers' DiTTransformer2DModel config (diffusers' defaults: DiT-XL/2)."""
+
+    num_attention_heads: int = 16
+    attention_head_dim: int = 72
+    in_channels: int = 4
+    out_channels: Optional[int] = None
+    num_layers: int = 28
+    attention_bias: bool = True
+    sample_size: int = 32
+    patch_size: int = 2
+    activation_fn: str = "gelu-approximate"
+    num_embeds_ada_norm: int = 1000
+    norm_elementwise_affine: bool = False
+    norm_eps: float = 1e-5
+
+    @property
+    def inner_dim(self) -> int:
+        """Token width: heads x head dim."""
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def output_channels(self) -> int:
+        """Output channels (in_channels when out_channels is None; 2x for learned-sigma checkpoints)."""
+        return self.in_channels if self.out_channels is None else self.out_channels
+
+
+# key -> the values msdiff implements; anything else changes the architecture and is refused. The
+# Transformer2DModel keys describe the non-DiT variants of that class; diffusers' remap to DiT drops them.
+_FIXED = {
+    "norm_type": ("ada_norm_zero",),
+    "activation_fn": ("gelu", "gelu-approximate", "geglu", "geglu-approximate"),
+    "cross_attention_dim": (None,), "num_vector_embeds": (None,), "only_cross_attention": (False,),
+    "double_self_attention": (False,), "attention_type": ("default",), "caption_channels": (None,),
+}
+# Inference-neutral here: dropout; upcast_attention (softmax is always fp32); norm_num_groups (unused by DiT);
+# and the Transformer2DModel keys DiT ignores after diffusers' remap.
+_IGNORED = ("dropout", "upcast_attention", "norm_num_groups", "use_linear_projection", "interpolation_scale",
+            "use_additional_conditions")
+
+
+def config_from_diffusers(d: dict) -> DiTConfig:
+    """diffusers DiTTransformer2DModel config.json (or Transformer2DModel, norm_type "ada_norm_zero") -> DiTConfig."""
+    if d.get("_class_name") == "Transformer2DModel" and d.get("norm_type", "layer_norm") != "ada_norm_zero":
+        raise ValueError(f"Transformer2DModel: msdiff reads this class only as DiT (norm_type 'ada_norm_zero', "
+                         f"which diffusers remaps to DiTTransformer2DModel); got norm_type {d.get('norm_type')!r}")
+    for key in ("patch_size", "num_embeds_ada_norm", "in_channels", "sample_size"):
+        if key in d and d[key] is None:
+            raise ValueError(f"DiTTransformer2DModel: config {key}=None is not supported (DiT needs a value)")
+    cfg = read_config(DiTConfig, d, "DiTTransformer2DModel", _FIXED, _IGNORED)
+    if cfg.inner_dim % 4:
+        raise ValueError(f"DiTTransformer2DModel: heads x head dim = {cfg.inner_dim} must be a multiple of 4 "
+                         f"(2D sin-cos position embedding)")
+    return cfg
+
+
+def map_weights(key: str) -> str:
+    """diffusers state-dict key -> msdiff parameter name (identical trees)."""
+    return key
+
+
+class DiTTransformer2DModel(nn.Cell):
+    """net(latents [b, in_channels, h, w], timestep, class_labels [b]) -> [b, out_channels, h, w].
+
+    timestep: a Python number, a scalar Tensor or a Tensor [b]; class_labels: int Tensor [b] in
+    [0, num_embeds_ada_norm], the last value being the null class. h and w must be multiples of patch_size;
+    sizes other than sample_size get position tables for their grid (diffusers reshapes its output as a square
+    grid, so it agrees only on square inputs).
+    """
+
+    def __init__(self, config: DiTConfig = DiTConfig(), dtype=ms.float32):
+        super().__init__()
+        c = self.config = config
+        self.compute_dtype = dtype
+        dim = c.inner_dim
+        self.pos_embed = PatchEmbed(c.sample_size, c.sample_size, c.patch_size, c.in_channels, dim, dtype=dtype)
+        self.transformer_blocks = nn.CellList([
+            AdaLNZeroTransformerBlock(dim, c.num_attention_heads, c.attention_head_dim, c.num_embeds_ada_norm,
+                                      activation_fn=c.activation_fn, attention_bias=c.attention_bias,
+                                      norm_elementwise_affine=c.norm_elementwise_affine, norm_eps=c.norm_eps,
+                                      dtype=dtype)
+            for _ in range(c.num_layers)])
+        self.norm_out = LayerNorm(dim, eps=1e-6, elementwise_affine=False, dtype=dtype)
+        self.proj_out_1 = Linear(dim, 2 * dim, dtype=dtype)
+        self.proj_out_2 = Linear(dim, c.patch_size * c.patch_size * c.output_channels, dtype=dtype)
+
+    def _check(self, shape: tuple) -> None:
+        c = self.config
+        if len(shape) != 4 or shape[1] != c.in_channels:
+            raise ValueError(f"DiTTransformer2DModel: expected latents [b, {c.in_channels}, h, w], got {shape}")
+        if shape[2] % c.patch_size or shape[3] % c.patch_size:
+            raise ValueError(f"DiTTransformer2DModel: height and width must be multiples of patch_size "
+                             f"{c.patch_size}, got {shape[2]}x{shape[3]}")
+
+    def _unpatchify(self, x: Float[Tensor, "b n e"], gh: int, gw: int) -> Float[Tensor, "b c h w"]:
+        p, c = self.config.patch_size, self.config.output_channels
+        b = x.shape[0]
+        x = x.reshape(b, gh, gw, p, p, c).transpose(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, c, gh * p, gw * p)
+
+    def construct(self, sample: Float[Tensor, "b c h w"], timestep,
+                  class_labels: Int[Tensor, "b"]) -> Float[Tensor, "b o h w"]:
+        self._check(sample.shape)
+        sample = sample.astype(self.compute_dtype)
+        b, _, h, w = sample.shape
+        if isinstance(timestep, Tensor):
+            t = timestep.astype(ms.float32).reshape(-1)
+        else:
+            t = mops.fill(ms.float32, (1,), timestep)
+        if t.shape[0] != b:
+            t = t.broadcast_to((b,))
+        y = class_labels.astype(ms.int32).reshape(-1)
+        if y.shape[0] != b:
+            y = y.broadcast_to((b,))
+
+        x = self.pos_embed(sample)
+        for block in self.transformer_blocks:
+            x = block(x, t, y)
+
+        # final adaptive LayerNorm, conditioned through the first block's embedding (as diffusers does)
+        cond = self.transformer_blocks[0].norm1.emb(t, y)
+        shift, scale = self.proj_out_1(ops.silu(cond)).chunk(2, axis=1)
+        x = self.proj_out_2(modulate(self.norm_out(x), shift, scale))
+        p = self.config.patch_size
+        return self._unpatchify(x, h // p, w // p)
