@@ -184,10 +184,6 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
-def _ratio(a, b):
-    return a / b if a and b else None
-
-
 def _load_cases(smoke: bool, folder: str) -> list:
     config = specs.TINY_UNET if smoke else specs.SD15_UNET
     return [{"kind": "load_prepare", "id": "load_prepare", "dir": folder, "config": config},

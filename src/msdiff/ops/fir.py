@@ -10,7 +10,7 @@ from mindspore import Tensor, ops
 from mindspore.ops import constexpr
 
 from ._checks import check
-from .conv import conv2d, conv_transpose2d
+from .conv import after, conv2d, conv_transpose2d
 
 
 def _kernel_taps(kernel) -> tuple:
@@ -148,7 +148,7 @@ def upsample_fir(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o c k k"] =
         return y.astype(x.dtype)
     kw = weight.shape[3]
     # The conv's adjoint: transposed conv with the spatially flipped, in/out-swapped weight.
-    wt = ops.flip(weight.astype(ms.float32), (2, 3)).swapaxes(0, 1)
+    wt = ops.flip(after(weight, xf).astype(ms.float32), (2, 3)).swapaxes(0, 1)
     y = conv_transpose2d(xf, wt, None, stride=factor)
     p = (k.shape[0] - factor) - (kw - 1)
     y = _upfirdn2d_fp32(y, k, 1, 1, ((p + 1) // 2 + factor - 1, p // 2 + 1))
@@ -171,5 +171,5 @@ def downsample_fir(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o c k k"]
         return y.astype(x.dtype)
     p = (k.shape[0] - factor) + (weight.shape[3] - 1)
     y = _upfirdn2d_fp32(xf, k, 1, 1, ((p + 1) // 2, p // 2))
-    y = conv2d(y, weight.astype(ms.float32), None, stride=factor)
+    y = conv2d(y, after(weight, y).astype(ms.float32), None, stride=factor)
     return y.astype(x.dtype)
