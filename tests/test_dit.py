@@ -159,5 +159,7 @@ def test_label_names_and_pil_output():
     a = dit(named, ["Tinca tinca", "goldfish"], guidance_scale=1.0, num_inference_steps=2, seed=3, output_type="np")
     b = dit(c, [7, 1], guidance_scale=1.0, num_inference_steps=2, seed=3, output_type="np")
     np.testing.assert_array_equal(a, b)
+    c_ = dit(c, Tensor(np.array([7, 1], np.int32)), guidance_scale=1.0, num_inference_steps=2, seed=3, output_type="np")
+    np.testing.assert_array_equal(c_, b)
     images = dit(c, 7, guidance_scale=1.0, num_inference_steps=1, seed=0)
     assert len(images) == 1 and images[0].size == (16, 16)

@@ -33,8 +33,10 @@ def transformer_of(components):
 
 def label_ids(components, class_labels: Union[int, str, Sequence]) -> np.ndarray:
     """Class ids [b] from ints or ImageNet-style names (model_index.json's `id2label`, as DiTPipeline.get_label_ids)."""
-    labels = [class_labels] if isinstance(class_labels, (int, str, np.integer)) else list(np.asarray(class_labels)
-                                                                                          .reshape(-1).tolist())
+    if isinstance(class_labels, (int, str, np.integer)):
+        labels = [class_labels]
+    else:
+        labels = class_labels.asnumpy().reshape(-1).tolist() if isinstance(class_labels, Tensor) else list(class_labels)
     if any(isinstance(v, str) for v in labels):
         id2label = (getattr(components, "options", None) or {}).get("id2label")
         if not id2label:
@@ -44,7 +46,7 @@ def label_ids(components, class_labels: Union[int, str, Sequence]) -> np.ndarray
         if unknown:
             raise ValueError(f"unknown class label name(s) {unknown}; see components.options['id2label']")
         labels = [names[v] if isinstance(v, str) else v for v in labels]
-    return np.asarray(labels, np.int64)
+    return np.asarray(labels, np.int64).reshape(-1)
 
 
 def guided_net(net, guided: bool, jit: bool) -> Callable:
