@@ -73,12 +73,24 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
     return out if out.dtype == dtype else out.astype(dtype)
 
 
+# Most attention scores held at once by `attention` without a fused kernel, in elements (fp32: 128 MiB).
+SCORES_BUDGET = 1 << 25
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None, scale: float = None,
               chunk_size: int = None) -> Tensor:
-    """fp32 softmax, output in q.dtype: the backend's fused kernel for q[b, h, n, d], else softmax_bmm."""
+    """fp32 softmax, output in q.dtype: the backend's fused kernel for q[b, h, n, d], else softmax_bmm.
+
+    Without a fused kernel and without chunk_size, queries are chunked so the scores stay within
+    SCORES_BUDGET (SD at 512x512: 2 x 8 x 4096 x 4096 scores would be 2 GiB per attention).
+    """
     if _backend.IS_ASCEND and mask is None and chunk_size is None and q.ndim == 4:
         if scale is None:
             scale = 1.0 / math.sqrt(q.shape[-1])
         return ops.flash_attention_score(q, k, v, head_num=q.shape[1], input_layout="BNSD",
                                          scalar_value=scale)
+    if chunk_size is None:
+        rows = math.prod(q.shape[:-2]) * k.shape[-2]
+        if rows * q.shape[-2] > SCORES_BUDGET:
+            chunk_size = max(1, SCORES_BUDGET // rows)
     return softmax_bmm_attention(q, k, v, mask=mask, scale=scale, chunk_size=chunk_size)
