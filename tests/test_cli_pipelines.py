@@ -22,12 +22,14 @@ from msdiff.cli import main
 from msdiff.recipes import consistency, ldm, unconditional
 
 PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # the package exports the function
+DIT_MODULE = importlib.import_module("msdiff.recipes.dit")
 
 FIX = Path(__file__).parent / "fixtures"
 DDPM = FIX / "loader" / "ddpm"
 LDM_T2I = FIX / "ldm" / "ldm_text2im"
 LDM_SR = FIX / "ldm" / "ldm_super_resolution"
 PIX2PIX = FIX / "pipelines" / "sd_pix2pix"
+DIT = FIX / "dit" / "pipeline"
 SD_INPAINT = FIX / "pipelines" / "sd_inpaint"
 
 
@@ -144,7 +146,17 @@ def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
     assert png.size == (32, 32)
 
 
+def test_dit_pipeline(monkeypatch, tmp_path):
+    png, passed = _run(monkeypatch, tmp_path, DIT_MODULE, "dit", DIT, "--class-label", "7", "--steps", "2",
+                       "--guidance", "2.5", "--sampler", "ddim")
+    assert passed == dict(class_labels=[7], guidance_scale=2.5, num_inference_steps=2, seed=3, sampler="ddim",
+                          mode="pynative")
+    _assert_meta(png, seed=3, steps=2, sampler="ddim", model=DIT, mode="pynative", dtype="fp32", class_label=7)
+
+
 @pytest.mark.parametrize("model,args,message", [
+    ("dit", [], "DiTPipeline needs --class-label"),
+    ("dit", ["--prompt", "a cat", "--class-label", "1"], "--prompt does not apply to DiTPipeline"),
     ("pix2pix", [], "StableDiffusionInstructPix2PixPipeline needs --image"),
     ("pix2pix", ["--image", "i.png", "--size", "64x64"], "--size does not apply to StableDiffusionInstructPix2Pix"),
     ("sd_inpaint", ["--image", "i.png"], "StableDiffusionInpaintPipeline needs --mask"),
@@ -162,7 +174,7 @@ def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
     (None, ["--prompt", "x"], "--prompt does not apply to the bundled digit model"),
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
-    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT,
+    paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT, dit=DIT,
                  sdxl_refiner=FIX / "pipelines" / "sdxl_refiner")
     model_args = [] if model is None else ["--model", str(paths[model])]
     code = main(["generate", *model_args, "--steps", "1", "--mode", "pynative", "--out", str(tmp_path / "o.png"), *args])

@@ -13,6 +13,7 @@ _GENERATE_HELP = """Generate one image with the recipe of the --model folder's p
   StableDiffusionInstructPix2PixPipeline    edit --image (required) following --prompt; --image-guidance (steps 100)
   DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
   ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
+  DiTPipeline                               --class-label required; --guidance (default 4), --sampler (steps 50)
   LDMTextToImagePipeline                    --prompt, --guidance, --size (steps 50)
   LDMSuperResolutionPipeline                --image required (steps 100)
 An option a pipeline does not take is an error. Without --model: the bundled digit model's grid."""
@@ -36,15 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default=None, help="SD, LDM text-to-image (default: empty)")
     g.add_argument("--negative-prompt", default=None, help="SD")
     g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's)")
-    g.add_argument("--guidance", type=float, default=None, help="SD (default 7.5), LDM text-to-image (default 1)")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="SD (default 7.5), LDM text-to-image (default 1), DiT (default 4)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--sampler", default=None, help="SD, DDPM/DDIM: sampler name (default: the checkpoint's scheduler)")
+    g.add_argument("--sampler", default=None,
+                   help="SD, DDPM/DDIM, DiT: sampler name (default: the checkpoint's scheduler)")
     g.add_argument("--size", type=_size, default=None, help="SD, LDM text-to-image: WxH (default: the model's)")
     g.add_argument("--image", default=None, help="SD image-to-image / inpainting input; LDM super-resolution input")
     g.add_argument("--strength", type=float, default=None, help="SD image-to-image / inpainting (default 0.8)")
     g.add_argument("--mask", default=None, help="SD inpainting mask (white = repaint)")
     g.add_argument("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance (default 1.5)")
-    g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM (required), "
+    g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM and DiT (required), "
                    "consistency (default: drawn from --seed)")
     g.add_argument("--per-class", type=int, default=None, help="bundled digit model: images per class row (default 8)")
     g.add_argument("--out", default="msdiff.png")

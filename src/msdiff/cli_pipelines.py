@@ -166,6 +166,16 @@ def _instruct_pix2pix(args, components) -> dict:
             "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
 
 
+def _dit(args, components) -> dict:
+    from .recipes.dit import dit
+    steps = args.steps or 50
+    guidance = 4.0 if args.guidance is None else args.guidance
+    image, first = _first_image(dit, components, steps, args, [args.class_label], guidance_scale=guidance,
+                                num_inference_steps=steps, seed=args.seed, sampler=args.sampler, mode=args.mode)
+    return {"image": image, "steps": steps, "first_step_s": first, "class_label": args.class_label,
+            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+
+
 # pipeline class -> (runner, the pipeline-specific options it takes, the ones it requires)
 _SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask")
 _SD = (_sd, _SD_OPTIONS, ())
@@ -183,6 +193,7 @@ _RUNNERS = {
     "DDPMPipeline": (_unconditional, ("sampler", "class_label"), ()),
     "DDIMPipeline": (_unconditional, ("sampler", "class_label"), ()),
     "ConsistencyModelPipeline": (_consistency, ("class_label",), ()),
+    "DiTPipeline": (_dit, ("class_label", "guidance", "sampler"), ("class_label",)),
     "LDMTextToImagePipeline": (_ldm_text_to_image, ("prompt", "guidance", "size"), ()),
     "LDMSuperResolutionPipeline": (_ldm_super_resolution, ("image",), ("image",)),
 }

@@ -383,9 +383,41 @@ def _op_rows(_fix: Path) -> list:
             Row("downsample_fir (FIR conv)", "op vs float64", case(fir, (x,), fir_ref))]
 
 
+def _dit_rows(fix: Path) -> list:
+    if not (fix / "cases.json").is_file():
+        return []
+    import msdiff
+    rows = []
+    for tag, folder in (("pipe", "pipeline/transformer"), ("small", "small")):
+        def run(mode, dtype, tag=tag, folder=folder):
+            d = dict(np.load(fix / "net.npz"))
+            net = msdiff.load(fix / folder, dtype=dtype)
+
+            def f(sample, t, labels):
+                return net(sample, t, labels)
+
+            t, y = _tensor(d[f"{tag}_timestep"]), _tensor(d[f"{tag}_class_labels"].astype(np.int32))
+            return [(_call(f, mode, _tensor(d[f"{tag}_{x}"]), t, y)[0], d[f"{tag}_{o}"])
+                    for x, o in (("sample", "out"), ("big", "out_12"))]
+
+        rows.append(Row(f"DiTTransformer2DModel ({tag})", "net", run))
+    for name, case in sorted(json.loads((fix / "cases.json").read_text()).items()):
+        def run(mode, dtype, name=name, case=case):
+            import msdiff
+            from .recipes.dit import dit
+            ref = dict(np.load(fix / f"{name}.npz"))
+            images = dit(msdiff.load_pipeline(fix / "pipeline", dtype=dtype), case["class_labels"],
+                         guidance_scale=case["guidance_scale"], num_inference_steps=case["num_inference_steps"],
+                         noise=[ref["latents"]], sampler=case["scheduler"], mode=mode, output_type="np")
+            return [(images, ref["expected"])]
+
+        rows.append(Row(f"DiTPipeline ({name})", "recipe", run))
+    return rows
+
+
 AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows), ("unet_2d", _unet_2d_rows),
          ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("unet_2d", _consistency_rows),
-         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows))
+         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows), ("dit", _dit_rows))
 
 
 def rows(fixtures: Path) -> list:
