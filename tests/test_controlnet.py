@@ -110,3 +110,89 @@ def test_parameter_names_equal_diffusers_keys():
     net = cn.ControlNetModel(cn.config_from_diffusers(json.loads((FIX / "sdxl" / "controlnet" /
                                                                   "config.json").read_text())))
     assert {name for name, _ in net.parameters_and_names()} == keys
+
+
+@lru_cache(maxsize=None)
+def _pipeline(folder: str):
+    return msdiff.load_pipeline(FIX / folder)
+
+
+def _pipeline_call(case: str, mode: str, **override):
+    from msdiff.recipes import controlnet as recipe
+
+    meta = CASES["pipelines"][case]
+    with np.load(FIX / f"{case}.npz") as f:
+        d = dict(f)
+    args = {k: v for k, v in meta["args"].items() if k not in ("output_type",)}
+    args.update(image=d["image"], latents=d["latents"], noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])],
+                output_type="np", mode=mode)
+    args.update(override)
+    return recipe.controlnet(_pipeline(meta["folder"]), **args), d["expected"]
+
+
+@pytest.mark.parametrize("case,mode", [("sd_controlnet", "pynative"), ("sd_controlnet", "graph"),
+                                       ("sd_controlnet_guess", "pynative"), ("sd_controlnet_guess", "graph"),
+                                       ("sdxl_controlnet", "pynative"), ("sdxl_controlnet", "graph")])
+def test_pipeline_parity(case, mode):
+    import PIL.Image
+
+    meta = CASES["pipelines"][case]
+    with np.load(FIX / f"{case}.npz") as f:
+        image = PIL.Image.fromarray(f["image"])
+    got, expected = _pipeline_call(case, mode, image=image)
+    assert _pipeline(meta["folder"]).pipeline_class == meta["pipeline_class"]
+    assert got.shape == expected.shape
+    err = float(np.abs(got.astype(np.float64) - expected).max())
+    assert err <= 1e-4, f"{case} {mode}: max abs {err:.3g}"
+
+
+def test_load_pipeline_controlnet_component():
+    c = _pipeline("sd")
+    assert isinstance(c.extra["controlnet"], cn.ControlNetModel)
+    assert c.unet is not None and c.text_encoder is not None
+
+
+def test_control_image_preprocessing():
+    from msdiff.recipes.controlnet import control_image
+
+    with np.load(FIX / "sd_controlnet_guess.npz") as f:
+        image = f["image"]
+    x = control_image(image[:32, :40], 32, 40, batch=4, num_images_per_prompt=2)
+    assert x.shape == (4, 3, 32, 40)
+    np.testing.assert_array_equal(x.asnumpy()[3], image[:32, :40].transpose(2, 0, 1) / np.float32(255.0))
+    two = control_image([image[:32, :40]] * 2, 32, 40, batch=4, num_images_per_prompt=2)
+    assert two.shape == (4, 3, 32, 40)
+
+
+@pytest.mark.parametrize("image,match", [
+    (np.zeros((24, 40, 3), np.uint8), "size"),
+    (np.zeros((32, 40, 4), np.uint8), "H x W x 3"),
+    (ms.Tensor(np.zeros((1, 3, 16, 40), np.float32)), r"\(3, 32, 40\)"),
+    (ms.Tensor(np.zeros((1, 1, 32, 40), np.float32)), r"\(3, 32, 40\)"),
+])
+def test_control_image_errors(image, match):
+    from msdiff.recipes import controlnet as recipe
+
+    with pytest.raises(ValueError, match=match):
+        recipe.controlnet(_pipeline("sd"), "a cat", image, height=32, width=40, num_inference_steps=2)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(control_guidance_start=0.6, control_guidance_end=0.4), "control_guidance_start"),
+    (dict(controlnet_conditioning_scale=[1.0, 0.5]), "Multi-ControlNet"),
+    (dict(image=None), "image="),
+])
+def test_call_errors(kwargs, match):
+    from msdiff.recipes import controlnet as recipe
+
+    args = dict(image=np.zeros((32, 32, 3), np.uint8), num_inference_steps=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        recipe.controlnet(_pipeline("sd"), "a cat", **args)
+
+
+def test_needs_a_controlnet():
+    from msdiff.recipes import controlnet as recipe
+
+    with pytest.raises(ValueError, match="no 'controlnet' component"):
+        recipe.controlnet(msdiff.load_pipeline(FIX.parent / "pipelines" / "sd"), "a cat", np.zeros((32, 32, 3)))

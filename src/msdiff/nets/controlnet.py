@@ -147,6 +147,9 @@ class ControlNetModel(TimeConditioned):
         self.bgr = c.controlnet_conditioning_channel_order == "bgr"
         self.global_pool = c.global_pool_conditions
         self.log_scales = guess_mode_scales(len(zero))
+        # Parameter names (not the attribute paths that map_weights and the loader use) get a prefix, because a
+        # compiled graph rejects two parameters of one name and the UNet it runs beside has the same paths.
+        self.update_parameters_name("controlnet.")
 
     def construct(self, sample: Float[Tensor, "b c h w"], timestep, encoder_hidden_states: Float[Tensor, "b n d"],
                   controlnet_cond: Float[Tensor, "b k H W"], conditioning_scale=1.0,

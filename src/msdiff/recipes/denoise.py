@@ -1,8 +1,8 @@
 """The denoising loop of the recipes: a guided UNet step (net call, guidance, sampler update) run per call.
 
 `Denoiser` holds what the UNet sees besides the sample (text embeddings, SD-XL's pooled embeds and
-time ids, LCM's timestep_cond, extra input channels for inpainting / InstructPix2Pix) and how its
-outputs are combined (`guidance`: "none", "cfg" or "pix2pix"). `denoise_steps` runs a sampler
+time ids, LCM's timestep_cond, extra input channels for inpainting / InstructPix2Pix, a ControlNet
+run in the same step) and how its outputs are combined (`guidance`: "none", "cfg" or "pix2pix"). `denoise_steps` runs a sampler
 schedule with it, in PyNative or with the whole step compiled by `mindspore.jit` (mode="graph",
 one graph per UNet, sampler, guidance kind and shape, reused across steps and calls). Random noise
 is drawn outside the compiled step.
@@ -25,6 +25,25 @@ _COPIES = {"none": 1, "cfg": 2, "pix2pix": 3}
 _COND = ("context", "text_embeds", "time_ids", "timestep_cond", "extra")
 
 
+class Control(NamedTuple):
+    """A ControlNet called inside the guided step on the UNet's sample, timestep and conditioning; its residuals
+    are added to the UNet's skips (diffusers' StableDiffusion[XL]ControlNetPipeline). `image`: the control image
+    batched like the UNet input, or like the conditional half alone in guess mode with cfg (then the
+    unconditional rows get zero residuals)."""
+
+    net: Callable
+    image: Tensor
+    conditioning_scale: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    guess_mode: bool = False
+
+    def scale(self, i: int, n: int) -> float:
+        """The conditioning scale of call i of n: 0 outside [guidance_start, guidance_end] (diffusers' keep)."""
+        off = i / n < self.guidance_start or (i + 1) / n > self.guidance_end
+        return self.conditioning_scale * (1.0 - float(off))
+
+
 class Denoiser(NamedTuple):
     """UNet conditioning for every net call, batched as the guidance kind needs (uncond rows first for cfg;
     (text, image, uncond) for pix2pix). `extra` is concatenated to the scaled sample on the channel axis."""
@@ -39,6 +58,7 @@ class Denoiser(NamedTuple):
     time_ids: Optional[Tensor] = None
     timestep_cond: Optional[Tensor] = None
     extra: Optional[Tensor] = None
+    control: Optional[Control] = None
 
 
 def resolve_sampler(components, sampler=None) -> Sampler:
@@ -105,16 +125,33 @@ def _step_fn(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
     unet, kind, rescale, copies = d.unet, d.guidance, d.guidance_rescale, _COPIES[d.guidance]
     sampler_step = sampler.step
 
-    i_ctx, i_te, i_ids, i_tc, i_ex = (present.index(k) if k in present else -1 for k in _COND)
+    i_ctx, i_te, i_ids, i_tc, i_ex, i_ctl = (present.index(k) if k in present else -1 for k in _COND + ("control",))
+    cnet = None if d.control is None else d.control.net
+    guess = d.control is not None and d.control.guess_mode
+    half = guess and copies == 2
+
+    def controlnet(xs, xin, t, cond, scale):
+        ctx, te, ids = cond[i_ctx], cond[i_te] if i_te >= 0 else None, cond[i_ids] if i_ids >= 0 else None
+        if not half:
+            return cnet(xin, t, ctx, cond[i_ctl], scale, te, ids, guess)
+        b = xs.shape[0]
+        down, mid = cnet(xs, t, ctx[b:], cond[i_ctl], scale, None if te is None else te[b:],
+                         None if ids is None else ids[b:], guess)
+        padded = ()
+        for r in down:
+            padded = padded + (mops.concat([mops.zeros_like(r), r], axis=0),)
+        return padded, mops.concat([mops.zeros_like(mid), mid], axis=0)
 
     def step(x, t, div, row, noise, state, cond, scales):
-        xin = x / div
-        if copies > 1:
-            xin = mops.concat([xin] * copies, axis=0)
+        xs = x / div
+        xin = mops.concat([xs] * copies, axis=0) if copies > 1 else xs
+        residuals = ()
+        if cnet is not None:
+            residuals = controlnet(xs, xin, t, cond, scales[2])
         if i_ex >= 0:
             xin = mops.concat([xin, cond[i_ex]], axis=1)
         out = unet(xin, t, cond[i_ctx], cond[i_te] if i_te >= 0 else None, cond[i_ids] if i_ids >= 0 else None,
-                   cond[i_tc] if i_tc >= 0 else None).astype(ms.float32)
+                   cond[i_tc] if i_tc >= 0 else None, *residuals).astype(ms.float32)
         if kind == "cfg":
             uncond, text = mops.split(out, x.shape[0], axis=0)
             out = combine_guidance(uncond, text, scales[0], rescale)
@@ -136,7 +173,8 @@ def _mutable(state: tuple) -> tuple:
 
 def _compiled(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
     per_unet = _JIT.setdefault(d.unet, {})
-    key = (sampler.step, d.guidance, float(d.guidance_rescale), present)
+    control = None if d.control is None else (d.control.net, d.control.guess_mode)
+    key = (sampler.step, d.guidance, float(d.guidance_rescale), present, control)
     if key not in per_unet:
         per_unet[key] = ms.jit(_step_fn(d, sampler, present))
     return per_unet[key]
@@ -154,7 +192,13 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
         raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
     present = tuple(k for k in _COND if getattr(denoiser, k) is not None)
     cond = tuple(getattr(denoiser, k) for k in present)
-    scales = Tensor(np.asarray([denoiser.guidance_scale, denoiser.image_guidance_scale], np.float32))
+    control = denoiser.control
+    if control is not None:
+        if denoiser.guidance == "pix2pix":
+            raise ValueError("a ControlNet runs with guidance 'none' or 'cfg', not 'pix2pix'")
+        present, cond = present + ("control",), cond + (control.image,)
+    base = [denoiser.guidance_scale, denoiser.image_guidance_scale]
+    scales = Tensor(np.asarray(base, np.float32))
     if mode == "graph":
         step = _compiled(denoiser, sampler, present)
         wrap = _mutable
@@ -176,6 +220,8 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
                 zeros = mops.zeros_like(x) if zeros is None else zeros
                 nz = zeros
         div = Tensor(np.float32(schedule.input_div[i]))
+        if control is not None:
+            scales = Tensor(np.asarray(base + [control.scale(i, len(schedule))], np.float32))
         x, state = step(x, schedule.timestep(i), div, rows[i], nz, wrap(tuple(state)), wrap(cond), scales)
         if after_step is not None:
             x = after_step(i, x)

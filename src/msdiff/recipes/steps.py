@@ -118,8 +118,9 @@ def is_latent_image(image) -> bool:
     return False
 
 
-def preprocess_image(image: ImageInput, height: int, width: int) -> Float[Tensor, "b 3 h w"]:
-    """PIL / numpy / path image(s) -> float32 (b, 3, height, width) in [-1, 1] (diffusers' VaeImageProcessor)."""
+def preprocess_image(image: ImageInput, height: int, width: int, normalize: bool = True) -> Float[Tensor, "b 3 h w"]:
+    """PIL / numpy / path image(s) -> float32 (b, 3, height, width) in [-1, 1] (diffusers' VaeImageProcessor),
+    or in [0, 1] with normalize=False (its do_normalize=False, e.g. ControlNet control images)."""
     rows = []
     for img in _as_list(image):
         img = _to_pil(img)
@@ -136,7 +137,7 @@ def preprocess_image(image: ImageInput, height: int, width: int) -> Float[Tensor
             a = _pil_array(img, height, width, "RGB")
         rows.append(a)
     x = np.stack(rows).transpose(0, 3, 1, 2)
-    return Tensor(np.float32(2.0) * x - np.float32(1.0))
+    return Tensor(np.float32(2.0) * x - np.float32(1.0) if normalize else x)
 
 
 def preprocess_mask(mask_image: ImageInput, height: int, width: int,
