@@ -28,6 +28,7 @@ NETS: dict = {
     "DiTTransformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",
     "Transformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",  # as diffusers: ada_norm_zero -> DiT
     "ControlNetModel": "msdiff.nets.controlnet:ControlNetModel",
+    "T5EncoderModel": "msdiff.nets.t5:T5EncoderModel",
 }
 
 TOKENIZERS: dict = {
@@ -35,6 +36,8 @@ TOKENIZERS: dict = {
     "BertTokenizerFast": "msdiff.tokenizer:BertTokenizer",
     "CLIPTokenizer": "msdiff.tokenizer:CLIPTokenizer",
     "CLIPTokenizerFast": "msdiff.tokenizer:CLIPTokenizer",
+    "T5Tokenizer": "msdiff.tokenizer_t5:T5Tokenizer",  # from tokenizer.json only (no sentencepiece)
+    "T5TokenizerFast": "msdiff.tokenizer_t5:T5Tokenizer",
 }
 
 
