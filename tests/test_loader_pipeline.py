@@ -116,8 +116,8 @@ def test_unknown_component_class_names_component_and_class(tmp_path):
 
 def test_unknown_tokenizer_class(tmp_path):
     (tmp_path / "tokenizer").mkdir(parents=True)
-    pipeline(tmp_path, {"tokenizer": ["transformers", "T5TokenizerFast"]})
-    with pytest.raises(LoadError, match=r"'tokenizer' has class transformers\.T5TokenizerFast.*CLIPTokenizer"):
+    pipeline(tmp_path, {"tokenizer": ["transformers", "LlamaTokenizerFast"]})
+    with pytest.raises(LoadError, match=r"'tokenizer' has class transformers\.LlamaTokenizerFast.*CLIPTokenizer"):
         msdiff.load_pipeline(tmp_path)
 
 

@@ -16,7 +16,8 @@ class Attention(nn.Cell):
 
     Takes tokens [b, n, c] or feature maps [b, c, h, w] (flattened to tokens and back).
     norm_num_groups adds the pre-attention `group_norm` of the VAE mid-block; residual_connection
-    adds the input back; the result is divided by rescale_output_factor.
+    adds the input back; the result is divided by rescale_output_factor. `mask` is an additive score
+    bias (or bool, True = attend) broadcastable to [b, heads, n, m].
     """
 
     def __init__(self, query_dim: int, cross_attention_dim: int = None, heads: int = 8, dim_head: int = 64,
@@ -39,7 +40,8 @@ class Attention(nn.Cell):
         b, n, _ = x.shape
         return x.reshape(b, n, self.heads, -1).swapaxes(1, 2)
 
-    def construct(self, x: Float[Tensor, "b n c"], context: Float[Tensor, "b m d"] = None) -> Float[Tensor, "b n c"]:
+    def construct(self, x: Float[Tensor, "b n c"], context: Float[Tensor, "b m d"] = None,
+                  mask: Float[Tensor, "b 1 1 m"] = None) -> Float[Tensor, "b n c"]:
         residual = x
         shape = x.shape
         if len(shape) == 4:
@@ -50,7 +52,7 @@ class Attention(nn.Cell):
         q = self._split_heads(self.to_q(x))
         k = self._split_heads(self.to_k(kv))
         v = self._split_heads(self.to_v(kv))
-        out = ops.attention(q, k, v, scale=self.scale)
+        out = ops.attention(q, k, v, mask=mask, scale=self.scale)
         b, _, n, _ = out.shape
         out = self.to_out[0](out.swapaxes(1, 2).reshape(b, n, -1))
         if len(shape) == 4:

@@ -70,3 +70,11 @@ class PatchEmbed(nn.Cell):
             pos = Tensor(np.array(_table(self.embed_dim, gh, gw, self.base_size, self.interpolation_scale),
                                   np.float32))[None]
         return (tokens.astype(ms.float32) + pos).astype(x.dtype)
+
+
+def unpatchify(x: Float[Tensor, "b n e"], grid_h: int, grid_w: int, patch_size: int,
+               channels: int) -> Float[Tensor, "b c h w"]:
+    """Tokens [b, gh * gw, p * p * c] (raster order, each patch p x p x c) -> image [b, c, gh * p, gw * p]."""
+    b, p = x.shape[0], patch_size
+    x = x.reshape(b, grid_h, grid_w, p, p, channels).transpose(0, 5, 1, 3, 2, 4)
+    return x.reshape(b, channels, grid_h * p, grid_w * p)

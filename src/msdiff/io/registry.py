@@ -26,7 +26,8 @@ NETS: dict = {
     "VQModel": "msdiff.nets.vq_model:VQModel",
     "LDMBertModel": "msdiff.nets.ldm_bert:LDMBertModel",
     "DiTTransformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",
-    "Transformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",  # as diffusers: ada_norm_zero -> DiT
+    "Transformer2DModel": "msdiff.nets.transformer_2d_legacy:Transformer2DModel",  # by norm_type: DiT or PixArt
+    "PixArtTransformer2DModel": "msdiff.nets.pixart:PixArtTransformer2DModel",
     "ControlNetModel": "msdiff.nets.controlnet:ControlNetModel",
     "T5EncoderModel": "msdiff.nets.t5:T5EncoderModel",
 }

@@ -3,7 +3,7 @@
 Patchify + sin-cos positions, adaLN-Zero transformer blocks, a final adaptive LayerNorm and a linear
 unpatchify. The parameter tree has diffusers' names, so `map_weights` is the identity. Checkpoints saved as
 `Transformer2DModel` with norm_type "ada_norm_zero" (facebook/DiT-XL-2-*) read into the same config, as
-diffusers remaps them.
+diffusers remaps them (the registry's Transformer2DModel dispatches on norm_type: nets/transformer_2d_legacy.py).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -16,7 +16,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..blocks.adaln import AdaLNZeroTransformerBlock, modulate
 from ..blocks.layers import LayerNorm, Linear
-from ..blocks.patch_embed import PatchEmbed
+from ..blocks.patch_embed import PatchEmbed, unpatchify
 from ._config import read_config
 
 
@@ -115,12 +115,6 @@ class DiTTransformer2DModel(nn.Cell):
             raise ValueError(f"DiTTransformer2DModel: height and width must be multiples of patch_size "
                              f"{c.patch_size}, got {shape[2]}x{shape[3]}")
 
-    def _unpatchify(self, x: Float[Tensor, "b n e"], gh: int, gw: int) -> Float[Tensor, "b c h w"]:
-        p, c = self.config.patch_size, self.config.output_channels
-        b = x.shape[0]
-        x = x.reshape(b, gh, gw, p, p, c).transpose(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, c, gh * p, gw * p)
-
     def construct(self, sample: Float[Tensor, "b c h w"], timestep,
                   class_labels: Int[Tensor, "b"]) -> Float[Tensor, "b o h w"]:
         self._check(sample.shape)
@@ -145,4 +139,4 @@ class DiTTransformer2DModel(nn.Cell):
         shift, scale = self.proj_out_1(ops.silu(cond)).chunk(2, axis=1)
         x = self.proj_out_2(modulate(self.norm_out(x), shift, scale))
         p = self.config.patch_size
-        return self._unpatchify(x, h // p, w // p)
+        return unpatchify(x, h // p, w // p, p, self.config.output_channels)
