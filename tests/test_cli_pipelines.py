@@ -1,6 +1,6 @@
-"""`msdiff generate` on DDPM / DDIM / consistency / LDM / InstructPix2Pix / SD inpainting pipeline folders: the recipe receives the expected arguments,
-the PNG (size, metadata) equals the recipe called directly with them, and options a pipeline does not take are
-one-line errors. (The argument check matters for LDM text-to-image: the fixture's VQ decoder snaps latents to 8
+"""`msdiff generate` on DDPM / DDIM / consistency / LDM / InstructPix2Pix / SD inpainting / ControlNet / DiT pipeline
+folders: the recipe receives the expected arguments, the PNG (size, metadata) equals the recipe called directly
+with them, and options a pipeline does not take are one-line errors. (The argument check matters for LDM text-to-image: the fixture's VQ decoder snaps latents to 8
 codes, so its pixels do not change with the prompt or guidance scale.)
 
 The DDPM folder is tests/fixtures/loader/ddpm; the DDIM, class-conditional DDPM and consistency folders are assembled
@@ -23,6 +23,7 @@ from msdiff.recipes import consistency, ldm, unconditional
 
 PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # the package exports the function
 DIT_MODULE = importlib.import_module("msdiff.recipes.dit")
+CONTROLNET_MODULE = importlib.import_module("msdiff.recipes.controlnet")
 
 FIX = Path(__file__).parent / "fixtures"
 DDPM = FIX / "loader" / "ddpm"
@@ -30,6 +31,7 @@ LDM_T2I = FIX / "ldm" / "ldm_text2im"
 LDM_SR = FIX / "ldm" / "ldm_super_resolution"
 PIX2PIX = FIX / "pipelines" / "sd_pix2pix"
 DIT = FIX / "dit" / "pipeline"
+CONTROLNET = FIX / "controlnet" / "sd"
 SD_INPAINT = FIX / "pipelines" / "sd_inpaint"
 
 
@@ -40,7 +42,8 @@ def _pipeline(folder: Path, class_name: str, unet: Path, scheduler: dict) -> Pat
         shutil.copy(unet / name, folder / "unet" / name)
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
-    index = {"_class_name": class_name, "_diffusers_version": "0.35.2", "scheduler": ["diffusers", scheduler["_class_name"]],
+    index = {"_class_name": class_name, "_diffusers_version": "0.35.2",
+             "scheduler": ["diffusers", scheduler["_class_name"]],
              "unet": ["diffusers", "UNet2DModel"]}
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
@@ -146,6 +149,16 @@ def test_instruct_pix2pix_pipeline(monkeypatch, tmp_path, folders):
     assert png.size == (32, 32)
 
 
+def test_controlnet_pipeline(monkeypatch, tmp_path, folders):
+    png, passed = _run(monkeypatch, tmp_path, CONTROLNET_MODULE, "controlnet", CONTROLNET, "--image",
+                       str(folders["low"]), "--prompt", "a cat", "--steps", "2", "--size", "32x32",
+                       "--controlnet-scale", "0.6", "--guidance", "5")
+    assert passed == dict(prompt="a cat", image=str(folders["low"]), negative_prompt=None, num_inference_steps=2,
+                          guidance_scale=5.0, height=32, width=32, controlnet_conditioning_scale=0.6, seed=3,
+                          sampler=None, mode="pynative")
+    assert png.size == (32, 32)
+
+
 def test_dit_pipeline(monkeypatch, tmp_path):
     png, passed = _run(monkeypatch, tmp_path, DIT_MODULE, "dit", DIT, "--class-label", "7", "--steps", "2",
                        "--guidance", "2.5", "--sampler", "ddim")
@@ -156,6 +169,8 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("model,args,message", [
     ("dit", [], "DiTPipeline needs --class-label"),
+    ("controlnet", ["--prompt", "x"], "StableDiffusionControlNetPipeline needs --image"),
+    ("sd", ["--controlnet-scale", "0.5"], "--controlnet-scale does not apply to StableDiffusionPipeline"),
     ("dit", ["--prompt", "a cat", "--class-label", "1"], "--prompt does not apply to DiTPipeline"),
     ("pix2pix", [], "StableDiffusionInstructPix2PixPipeline needs --image"),
     ("pix2pix", ["--image", "i.png", "--size", "64x64"], "--size does not apply to StableDiffusionInstructPix2Pix"),
@@ -175,9 +190,12 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
     paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT, dit=DIT,
+                 controlnet=CONTROLNET,
+                 sd=FIX / "pipelines" / "sd",
                  sdxl_refiner=FIX / "pipelines" / "sdxl_refiner")
     model_args = [] if model is None else ["--model", str(paths[model])]
-    code = main(["generate", *model_args, "--steps", "1", "--mode", "pynative", "--out", str(tmp_path / "o.png"), *args])
+    code = main(["generate", *model_args, "--steps", "1", "--mode", "pynative", "--out", str(tmp_path / "o.png"),
+                 *args])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("msdiff generate: error:") and message in err[0], err

@@ -10,7 +10,7 @@ from pathlib import Path
 # parser dests whose meaning depends on the pipeline; every other option (--model, --steps, --seed, --out,
 # --mode, --dtype) applies to all of them
 _SPECIFIC = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask", "class_label",
-             "per_class", "image_guidance")
+             "per_class", "image_guidance", "controlnet_scale")
 _SD_PREFIXES = ("StableDiffusion", "LatentConsistencyModel")
 
 
@@ -166,6 +166,20 @@ def _instruct_pix2pix(args, components) -> dict:
             "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
 
 
+def _controlnet(args, components) -> dict:
+    from .recipes.controlnet import controlnet
+    steps = args.steps or 30
+    width, height = args.size or (None, None)
+    scale = 1.0 if args.controlnet_scale is None else args.controlnet_scale
+    image, first = _first_image(controlnet, components, steps, args, args.prompt or "", args.image,
+                                negative_prompt=args.negative_prompt, num_inference_steps=steps,
+                                guidance_scale=args.guidance, height=height, width=width,
+                                controlnet_conditioning_scale=scale, seed=args.seed, sampler=args.sampler,
+                                mode=args.mode)
+    return {"image": image, "steps": steps, "first_step_s": first,
+            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+
+
 def _dit(args, components) -> dict:
     from .recipes.dit import dit
     steps = args.steps or 50
@@ -181,7 +195,11 @@ _SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "imag
 _SD = (_sd, _SD_OPTIONS, ())
 _SD_INPAINT = (_sd, _SD_OPTIONS, ("image", "mask"))  # 9-channel inpainting UNets need both
 _SD_IMG2IMG = (_sd, _SD_OPTIONS, ("image",))
+_CONTROLNET = (_controlnet, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "controlnet_scale"),
+               ("image",))
 _RUNNERS = {
+    "StableDiffusionControlNetPipeline": _CONTROLNET,
+    "StableDiffusionXLControlNetPipeline": _CONTROLNET,
     "StableDiffusionImg2ImgPipeline": _SD_IMG2IMG,
     "StableDiffusionXLImg2ImgPipeline": _SD_IMG2IMG,
     "LatentConsistencyModelImg2ImgPipeline": _SD_IMG2IMG,

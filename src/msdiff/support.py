@@ -383,6 +383,47 @@ def _op_rows(_fix: Path) -> list:
             Row("downsample_fir (FIR conv)", "op vs float64", case(fir, (x,), fir_ref))]
 
 
+def _controlnet_rows(fix: Path) -> list:
+    if not (fix / "cases.json").is_file():
+        return []
+    import msdiff
+    cases = json.loads((fix / "cases.json").read_text())
+    rows = []
+    for name, meta in sorted(cases["nets"].items()):
+        if name == "pool_bgr":  # a config variant built in the test, not a stored folder
+            continue
+
+        def run(mode, dtype, name=name, meta=meta):
+            d = dict(np.load(fix / "nets.npz"))
+            net = msdiff.load(fix / meta["folder"] / "controlnet", dtype=dtype)
+            scale, guess = meta["conditioning_scale"], meta["guess_mode"]
+
+            def f(sample, t, ctx, cond, te, ids):
+                down, mid = net(sample, t, ctx, cond, scale, te, ids, guess)
+                return down + (mid,)
+
+            get = (lambda k: _tensor(d.get(f"{name}:{k}")))
+            cond = _tensor(d[f"{name}:controlnet_cond"].astype(np.float32) / np.float32(255.0))
+            got = _call(f, mode, get("sample"), get("timestep"), get("encoder_hidden_states"), cond,
+                        get("text_embeds"), get("time_ids"))
+            refs = [d[f"{name}:down_{i}"] for i in range(meta["num_down"])] + [d[f"{name}:mid"]]
+            return list(zip(got, refs))
+
+        rows.append(Row(f"ControlNetModel ({name})", "net", run))
+    for name, meta in sorted(cases["pipelines"].items()):
+        def run(mode, dtype, name=name, meta=meta):
+            from .recipes.controlnet import controlnet
+            d = dict(np.load(fix / f"{name}.npz"))
+            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
+            import PIL.Image
+            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
+                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
+            return [(controlnet(msdiff.load_pipeline(fix / meta["folder"], dtype=dtype), **args), d["expected"])]
+
+        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
+    return rows
+
+
 def _dit_rows(fix: Path) -> list:
     if not (fix / "cases.json").is_file():
         return []
@@ -415,9 +456,10 @@ def _dit_rows(fix: Path) -> list:
     return rows
 
 
-AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows), ("unet_2d", _unet_2d_rows),
-         ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("unet_2d", _consistency_rows),
-         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows), ("dit", _dit_rows))
+AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows),
+         ("unet_2d", _unet_2d_rows), ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("unet_2d", _consistency_rows),
+         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows), ("controlnet", _controlnet_rows),
+         ("dit", _dit_rows))
 
 
 def rows(fixtures: Path) -> list:
