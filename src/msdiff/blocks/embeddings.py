@@ -2,9 +2,22 @@
 import mindspore as ms
 from jaxtyping import Float
 from mindspore import Tensor, nn
+from mindspore import ops as mops
 
 from .. import ops
 from .layers import Linear
+
+
+def batch_timesteps(timestep, b: int) -> Float[Tensor, "b"]:
+    """A Tensor (any shape with 1 or b elements) or Python number -> float32 timesteps [b], as diffusers'
+    nets broadcast them."""
+    if isinstance(timestep, Tensor):
+        t = timestep.astype(ms.float32).reshape(-1)
+    else:
+        t = mops.fill(ms.float32, (1,), timestep)
+    if t.shape[0] != b:
+        t = t.broadcast_to((b,))
+    return t
 
 
 class Timesteps(nn.Cell):

@@ -11,10 +11,10 @@ from typing import Optional
 import mindspore as ms
 from jaxtyping import Float, Int
 from mindspore import Tensor, nn
-from mindspore import ops as mops
 
 from .. import ops
 from ..blocks.adaln import AdaLNZeroTransformerBlock, modulate
+from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
 from ._config import read_config
@@ -120,12 +120,7 @@ class DiTTransformer2DModel(nn.Cell):
         self._check(sample.shape)
         sample = sample.astype(self.compute_dtype)
         b, _, h, w = sample.shape
-        if isinstance(timestep, Tensor):
-            t = timestep.astype(ms.float32).reshape(-1)
-        else:
-            t = mops.fill(ms.float32, (1,), timestep)
-        if t.shape[0] != b:
-            t = t.broadcast_to((b,))
+        t = batch_timesteps(timestep, b)
         y = class_labels.astype(ms.int32).reshape(-1)
         if y.shape[0] != b:
             y = y.broadcast_to((b,))

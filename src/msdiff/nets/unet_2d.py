@@ -8,10 +8,9 @@ from typing import Optional, Tuple, Union
 import mindspore as ms
 from jaxtyping import Float, Int
 from mindspore import Tensor, nn
-from mindspore import ops as mops
 
 from .. import ops
-from ..blocks.embeddings import TimestepEmbedding, Timesteps
+from ..blocks.embeddings import TimestepEmbedding, Timesteps, batch_timesteps
 from ..blocks.layers import Conv2d, Embedding, GroupNorm
 from ..blocks.skip_blocks import AttnSkipDownBlock2D, AttnSkipUpBlock2D, SkipDownBlock2D, SkipUpBlock2D
 from ..blocks.unet_2d_blocks import DownBlock2D, UpBlock2D
@@ -191,12 +190,7 @@ class UNet2DModel(nn.Cell):
         return self.time_proj(t)
 
     def _embedding(self, timestep, b: int, class_labels) -> tuple:
-        if isinstance(timestep, Tensor):
-            t = timestep.astype(ms.float32).reshape(-1)
-        else:
-            t = mops.fill(ms.float32, (1,), timestep)
-        if t.shape[0] != b:
-            t = t.broadcast_to((b,))
+        t = batch_timesteps(timestep, b)
         emb = self.time_embedding(self._time_features(t).astype(self.compute_dtype))
         kind = self.config.class_embed_type
         if self.class_embedding is None and kind != "identity":

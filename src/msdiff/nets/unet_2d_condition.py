@@ -11,7 +11,7 @@ from jaxtyping import Float
 from mindspore import Tensor, nn
 from mindspore import ops as mops
 
-from ..blocks.embeddings import TimestepEmbedding, Timesteps
+from ..blocks.embeddings import TimestepEmbedding, Timesteps, batch_timesteps
 from ..blocks.layers import Conv2d, GroupNorm
 from ..blocks.unet_2d_blocks import (CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn,
                                      UpBlock2D)
@@ -148,12 +148,7 @@ class TimeConditioned(nn.Cell):
             self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype)
 
     def _time_embedding(self, timestep, b: int, text_embeds, time_ids, timestep_cond) -> Tensor:
-        if isinstance(timestep, Tensor):
-            t = timestep.astype(ms.float32).reshape(-1)
-        else:
-            t = mops.fill(ms.float32, (1,), timestep)
-        if t.shape[0] != b:
-            t = t.broadcast_to((b,))
+        t = batch_timesteps(timestep, b)
         cond = None if timestep_cond is None else timestep_cond.astype(self.compute_dtype)
         emb = self.time_embedding(self.time_proj(t).astype(self.compute_dtype), cond)
         if self.add_embedding is not None:
