@@ -1,5 +1,6 @@
 """PixArtTransformer2DModel and the PixArt-alpha recipe against diffusers 0.35.2 (tests/fixtures/pixart),
 PyNative and graph."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,9 @@ import msdiff
 from msdiff.nets.dit import DiTTransformer2DModel
 from msdiff.nets.pixart import PixArtConfig, PixArtTransformer2DModel, config_from_diffusers, map_weights
 from msdiff.nets.transformer_2d_legacy import config_from_diffusers as legacy_config
+from msdiff.recipes import pixart as pixart_recipe
+from msdiff.recipes.pixart import classify_height_width_bin, encode_prompt_t5, pixart, resize_and_crop
+from msdiff.recipes.steps import decode, postprocess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pixart"
 IO = np.load(FIXTURES / "net.npz")
@@ -139,3 +143,98 @@ def test_wrong_inputs_are_named():
         net(x, t, Tensor(np.zeros((2, 7, 12), np.float32)), m, r, a)
     with pytest.raises(ValueError, match="additional conditions"):
         net(x, t, c, m)
+
+
+# Recipe -----------------------------------------------------------------------------------------------------------
+
+CASES = json.loads((FIXTURES / "cases.json").read_text())
+_PIPES = {}
+
+
+def _components(transformer: str = "pipe"):
+    if "pipe" not in _PIPES:
+        _PIPES["pipe"] = msdiff.load_pipeline(FIXTURES / "pipeline")
+    c = _PIPES["pipe"]
+    return c if transformer == "pipe" else dataclasses.replace(c, extra={"transformer": _net(transformer)})
+
+
+def _case(name: str, mode: str = "pynative", **kw):
+    case, arrays = CASES[name], np.load(FIXTURES / f"{name}.npz")
+    args = dict(negative_prompt=case["negative_prompt"], guidance_scale=case["guidance_scale"],
+                num_inference_steps=case["num_inference_steps"], height=case["height"], width=case["width"],
+                noise=[arrays["latents"]], sampler=case["scheduler"], mode=mode, output_type="np",
+                use_resolution_binning=False)
+    args.update(kw)
+    return pixart(_components(case["transformer"]), case["prompt"], **args), arrays
+
+
+@pytest.mark.parametrize("mode", ("pynative", "graph"))
+@pytest.mark.parametrize("name", ("cfg", "plain", "ddim_negative", "small"))
+def test_pipeline_matches_diffusers(name, mode):
+    images, arrays = _case(name, mode)
+    assert images.shape == arrays["expected"].shape
+    assert np.abs(images - arrays["expected"]).max() <= 1e-4
+
+
+def test_prompt_embeds_and_guidance():
+    c = _components()
+    emb, mask, neg, neg_mask = encode_prompt_t5(c, CASES["cfg"]["prompt"], "")
+    assert emb.shape == (2, 120, 16) and mask.shape == (2, 120) and int(mask.asnumpy()[0].sum()) == 6
+    images, arrays = _case("cfg", prompt_embeds=emb, prompt_attention_mask=mask, negative_prompt_embeds=neg,
+                           negative_prompt_attention_mask=neg_mask, negative_prompt="ignored")
+    assert np.abs(images - arrays["expected"]).max() <= 1e-4
+    plain, _ = _case("cfg", guidance_scale=1.0)
+    assert np.abs(plain - arrays["expected"]).max() > 1e-2
+
+
+def test_resolution_binning_matches_diffusers():
+    for h, w, size, bh, bw in CASES["bins"]:
+        assert classify_height_width_bin(h, w, size) == (bh, bw)
+    ref = np.load(FIXTURES / "binning.npz")
+    for key in ("resized_12x9", "resized_10x14", "resized_5x20"):
+        h, w = (int(v) for v in key.split("_")[1].split("x"))
+        out = resize_and_crop(Tensor(ref["image"]), h, w).asnumpy()
+        assert out.shape == ref[key].shape
+        assert np.abs(out - ref[key]).max() <= 1e-5
+
+
+def test_binned_call_decodes_at_the_bin_and_crops_back(monkeypatch):
+    c = _components("small")  # sample_size 8: no PixArt bin table
+    with pytest.raises(ValueError, match="sample_size of 128, 64 or 32"):
+        pixart(c, "a cat", num_inference_steps=2, seed=0)
+    # the real bins are >= 128 pixels (slow at fixture sizes): a stand-in bin checks the flow around them
+    asked = []
+    monkeypatch.setattr(pixart_recipe, "classify_height_width_bin",
+                        lambda h, w, size: asked.append((h, w, size)) or (16, 24))
+    kw = dict(guidance_scale=1.0, num_inference_steps=2, seed=0, output_type="np")
+    binned = pixart(_components(), "a cat", height=16, width=16, **kw)
+    assert asked == [(16, 16, 128)]
+    seen = []
+    latents = pixart(_components(), "a cat", height=16, width=24, use_resolution_binning=False,
+                     callback=lambda i, x: seen.append(tuple(x.shape)), **dict(kw, output_type="latent"))
+    assert seen == [(1, 4, 8, 12)] * 2
+    expected = resize_and_crop(decode(_components(), latents), 16, 16)
+    np.testing.assert_allclose(binned, postprocess(expected, "np"), atol=1e-6)
+
+
+def test_pipeline_errors_and_pil():
+    c = _components()
+    kw = dict(num_inference_steps=2, seed=0, use_resolution_binning=False, height=16, width=16)
+    with pytest.raises(ValueError, match="prompt_attention_mask"):
+        pixart(c, prompt_embeds=Tensor(np.zeros((1, 120, 16), np.float32)), **kw)
+    with pytest.raises(ValueError, match="pass prompt or prompt_embeds"):
+        pixart(c, **kw)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        pixart(c, "a cat", **dict(kw, height=20))
+    with pytest.raises(ValueError, match="latents have shape"):
+        pixart(c, "a cat", latents=Tensor(np.zeros((1, 4, 6, 6), np.float32)), **kw)
+    with pytest.raises(ValueError, match="num_inference_steps must be >= 2"):
+        pixart(c, "a cat", **dict(kw, num_inference_steps=1))
+    with pytest.raises(ValueError, match="mode"):
+        pixart(c, "a cat", mode="eager", **kw)
+    with pytest.raises(ValueError, match="negative_prompt has 1 entries"):
+        pixart(c, ["a", "b"], negative_prompt=["x"], **kw)
+    with pytest.warns(UserWarning, match="truncated because T5"):
+        pixart(c, "red " * 130, guidance_scale=1.0, **dict(kw, num_inference_steps=2), output_type="latent")
+    images = pixart(c, "a cat", guidance_scale=1.0, **kw)
+    assert len(images) == 1 and images[0].size == (16, 16)
