@@ -73,7 +73,8 @@ def test_fixture_exercises_the_mask_and_conditions():
 def test_scalar_timestep_and_broadcast_conditions():
     net = _net("cond")
     x, _, c, m, r, a = _inputs("cond", "out")
-    same_r, same_a = Tensor(np.repeat(IO["cond_resolution"][:1], 2, 0)), Tensor(np.repeat(IO["cond_aspect_ratio"][:1], 2, 0))
+    same_r = Tensor(np.repeat(IO["cond_resolution"][:1], 2, 0))
+    same_a = Tensor(np.repeat(IO["cond_aspect_ratio"][:1], 2, 0))
     both = net(x, Tensor(np.array([17, 17], np.int64)), c, m, same_r, same_a).asnumpy()
     np.testing.assert_array_equal(net(x, 17, c, m, same_r, same_a).asnumpy(), both)
     np.testing.assert_array_equal(net(x, Tensor(np.float32(17)), c, m, r[:1], a[:1]).asnumpy(), both)
@@ -238,3 +239,14 @@ def test_pipeline_errors_and_pil():
         pixart(c, "red " * 130, guidance_scale=1.0, **dict(kw, num_inference_steps=2), output_type="latent")
     images = pixart(c, "a cat", guidance_scale=1.0, **kw)
     assert len(images) == 1 and images[0].size == (16, 16)
+
+
+def test_float16_pipeline_stays_near_the_fp32_reference():
+    case, arrays = CASES["cfg"], np.load(FIXTURES / "cfg.npz")
+    c = msdiff.load_pipeline(FIXTURES / "pipeline", dtype="float16")
+    images = pixart(c, case["prompt"], negative_prompt="", guidance_scale=case["guidance_scale"],
+                    num_inference_steps=case["num_inference_steps"], height=case["height"], width=case["width"],
+                    noise=[arrays["latents"]], sampler=case["scheduler"], output_type="np",
+                    use_resolution_binning=False)
+    diff = images.astype(np.float64) - arrays["expected"]
+    assert np.linalg.norm(diff) / np.linalg.norm(arrays["expected"]) <= 5e-3

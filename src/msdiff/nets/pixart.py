@@ -12,10 +12,11 @@ from typing import Optional
 import mindspore as ms
 from jaxtyping import Float, Int
 from mindspore import Tensor, nn
-from mindspore import ops as mops
 
 from ..blocks.adaln import modulate
-from ..blocks.adaln_single import AdaLayerNormSingle, PixArtAlphaTextProjection, PixArtTransformerBlock, scale_shift_table
+from ..blocks.adaln_single import (AdaLayerNormSingle, PixArtAlphaTextProjection, PixArtTransformerBlock,
+                                   scale_shift_table)
+from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
 from ._config import read_config
@@ -153,12 +154,7 @@ class PixArtTransformer2DModel(nn.Cell):
         self._check(sample.shape, encoder_hidden_states, resolution, aspect_ratio)
         sample = sample.astype(self.compute_dtype)
         b, _, h, w = sample.shape
-        if isinstance(timestep, Tensor):
-            t = timestep.astype(ms.float32).reshape(-1)
-        else:
-            t = mops.fill(ms.float32, (1,), timestep)
-        if t.shape[0] != b:
-            t = t.broadcast_to((b,))
+        t = batch_timesteps(timestep, b)
         if resolution is not None and self.config.additional_conditions:
             resolution = resolution.reshape(-1, 2).broadcast_to((b, 2))
             aspect_ratio = aspect_ratio.reshape(-1, 1).broadcast_to((b, 1))
