@@ -98,6 +98,7 @@ def test_config_and_weight_names():
         ours = {name: tuple(p.shape) for name, p in net.parameters_and_names()}
         weights = load_file(FIXTURES / tag / "diffusion_pytorch_model.safetensors")
         assert ours == {map_weights(k): v.shape for k, v in weights.items()}
+    assert map_weights("pos_embed.pos_embed") is None
 
 
 def test_legacy_transformer2dmodel_dispatches_on_norm_type(tmp_path):

@@ -103,6 +103,7 @@ def test_fp16_keeps_wo_in_fp32():
     (dict(model_type="mt5x"), "model_type"),
     (dict(model_type="umt5"), "umt5"),
     (dict(mystery_key=1), "mystery_key"),
+    (dict(pruned_heads={"0": [1]}), "pruned_heads"),
 ])
 def test_unsupported_config_is_named(change, match):
     d = dict(json.loads((FIXTURES / "t5" / "config.json").read_text()), **change)

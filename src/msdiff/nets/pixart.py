@@ -3,8 +3,9 @@
 Patchify + sin-cos positions, blocks of modulated self-attention, cross-attention to the projected T5 caption and
 modulated feed-forward, all modulated by one adaLN-single timestep embedding (plus resolution / aspect-ratio
 embeddings when `use_additional_conditions`), then a final modulated LayerNorm, a linear projection and unpatchify.
-The parameter tree has diffusers' names (`map_weights` is the identity). Checkpoints saved as `Transformer2DModel`
-with norm_type "ada_norm_single" (PixArt-alpha/PixArt-XL-2-*) read into the same config, as diffusers remaps them.
+The parameter tree has diffusers' names (`map_weights` is the identity, but drops a saved position table).
+Checkpoints saved as `Transformer2DModel` with norm_type "ada_norm_single" (PixArt-alpha/PixArt-XL-2-*) read into
+the same config, as diffusers remaps them.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -98,9 +99,10 @@ def config_from_diffusers(d: dict) -> PixArtConfig:
     return cfg
 
 
-def map_weights(key: str) -> str:
-    """diffusers state-dict key -> msdiff parameter name (identical trees)."""
-    return key
+def map_weights(key: str):
+    """diffusers state-dict key -> msdiff parameter name (identical trees); a saved position table
+    (`pos_embed.pos_embed`, a fixed sin-cos buffer msdiff recomputes) is dropped."""
+    return None if key == "pos_embed.pos_embed" else key
 
 
 class PixArtTransformer2DModel(nn.Cell):

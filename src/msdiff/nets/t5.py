@@ -55,9 +55,11 @@ def config_from_diffusers(d: dict) -> T5Config:
         raise ValueError(f"T5 config: model_type {d.get('model_type')!r} is not 't5'")
     if d.get("model_type") == "umt5":
         raise ValueError("T5 config: model_type 'umt5' (per-layer relative bias) is not implemented by msdiff")
+    if d.get("pruned_heads"):
+        raise ValueError(f"T5 config: pruned_heads={d['pruned_heads']!r} is not implemented")
     names = {f.name for f in fields(T5Config)}
     unknown = sorted(k for k in d if k not in names and k not in TRANSFORMERS_QUIET_KEYS and k not in _QUIET
-                     and not k.startswith("_"))
+                     and k != "pruned_heads" and not k.startswith("_"))
     if unknown:
         raise ValueError(f"T5 config: keys not implemented by msdiff: {unknown}")
     if d.get("feed_forward_proj", "relu") not in _FEED_FORWARD:

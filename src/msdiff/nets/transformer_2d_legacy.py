@@ -17,9 +17,9 @@ def config_from_diffusers(d: dict):
     return _NETS[norm_type].config_from_diffusers(d)
 
 
-def map_weights(key: str) -> str:
-    """diffusers state-dict key -> msdiff parameter name (identity for both nets)."""
-    return key
+def map_weights(key: str):
+    """diffusers state-dict key -> msdiff parameter name (both nets: identity; a saved position table is dropped)."""
+    return pixart.map_weights(key)
 
 
 def Transformer2DModel(config, dtype=ms.float32) -> nn.Cell:  # noqa: N802 (the registry builds nets by class name)
