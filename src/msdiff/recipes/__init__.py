@@ -26,7 +26,7 @@ from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_im
 from .text_to_image import image_to_image, text_to_image
 
 # other recipe modules, imported on first use when present
-_LAZY = ("train", "unconditional", "ldm", "consistency", "dit", "controlnet", "pixart")
+_LAZY = ("train", "unconditional", "ldm", "consistency", "dit", "controlnet", "pixart", "t2i_adapter")
 
 
 def __getattr__(name):

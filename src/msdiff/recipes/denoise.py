@@ -2,7 +2,7 @@
 
 `Denoiser` holds what the UNet sees besides the sample (text embeddings, SD-XL's pooled embeds and
 time ids, LCM's timestep_cond, extra input channels for inpainting / InstructPix2Pix, a ControlNet
-run in the same step) and how its outputs are combined (`guidance`: "none", "cfg" or "pix2pix").
+run in the same step, T2I-Adapter features) and how its outputs are combined (`guidance`: "none", "cfg" or "pix2pix").
 `denoise_steps` runs a sampler schedule with it, in PyNative or with the whole step compiled by `mindspore.jit` (mode="graph",
 one graph per UNet, sampler, guidance kind and shape, reused across steps and calls). Random noise
 is drawn outside the compiled step.
@@ -44,6 +44,19 @@ class Control(NamedTuple):
         return self.conditioning_scale * (1.0 - float(off))
 
 
+class Adapter(NamedTuple):
+    """T2I-Adapter features (computed once, scaled, batched like the UNet input) added inside the UNet's down
+    blocks for the first `calls` net calls (diffusers' StableDiffusion[XL]AdapterPipeline; the XL pipeline's
+    adapter_conditioning_factor). They enter the compiled step as inputs, gated by a 0 / 1 scale per call."""
+
+    features: tuple
+    calls: int
+
+    def gate(self, i: int) -> float:
+        """1 while call i still uses the features, else 0 (adding zeros leaves the UNet's sums unchanged)."""
+        return float(i < self.calls)
+
+
 class Denoiser(NamedTuple):
     """UNet conditioning for every net call, batched as the guidance kind needs (uncond rows first for cfg;
     (text, image, uncond) for pix2pix). `extra` is concatenated to the scaled sample on the channel axis."""
@@ -59,6 +72,7 @@ class Denoiser(NamedTuple):
     timestep_cond: Optional[Tensor] = None
     extra: Optional[Tensor] = None
     control: Optional[Control] = None
+    adapter: Optional[Adapter] = None
 
 
 def resolve_sampler(components, sampler=None) -> Sampler:
@@ -125,8 +139,11 @@ def _step_fn(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
     unet, kind, rescale, copies = d.unet, d.guidance, d.guidance_rescale, _COPIES[d.guidance]
     sampler_step = sampler.step
 
-    i_ctx, i_te, i_ids, i_tc, i_ex, i_ctl = (present.index(k) if k in present else -1 for k in _COND + ("control",))
+    i_ctx, i_te, i_ids, i_tc, i_ex, i_ctl, i_ad = (present.index(k) if k in present else -1
+                                                   for k in _COND + ("control", "adapter"))
     cnet = None if d.control is None else d.control.net
+    n_ad = 0 if d.adapter is None else len(d.adapter.features)
+    i_gate = 2 + (cnet is not None)
     guess = d.control is not None and d.control.guess_mode
     half = guess and copies == 2
 
@@ -148,6 +165,11 @@ def _step_fn(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
         residuals = ()
         if cnet is not None:
             residuals = controlnet(xs, xin, t, cond, scales[2])
+        if n_ad:
+            gated = ()
+            for f in cond[i_ad:i_ad + n_ad]:
+                gated = gated + (f * scales[i_gate].astype(f.dtype),)
+            residuals = (residuals or (None, None)) + (gated,)
         if i_ex >= 0:
             xin = mops.concat([xin, cond[i_ex]], axis=1)
         out = unet(xin, t, cond[i_ctx], cond[i_te] if i_te >= 0 else None, cond[i_ids] if i_ids >= 0 else None,
@@ -174,7 +196,8 @@ def _mutable(state: tuple) -> tuple:
 def _compiled(d: Denoiser, sampler: Sampler, present: tuple) -> Callable:
     per_unet = _JIT.setdefault(d.unet, {})
     control = None if d.control is None else (d.control.net, d.control.guess_mode)
-    key = (sampler.step, d.guidance, float(d.guidance_rescale), present, control)
+    adapter = None if d.adapter is None else len(d.adapter.features)
+    key = (sampler.step, d.guidance, float(d.guidance_rescale), present, control, adapter)
     if key not in per_unet:
         per_unet[key] = ms.jit(_step_fn(d, sampler, present))
     return per_unet[key]
@@ -197,6 +220,9 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
         if denoiser.guidance == "pix2pix":
             raise ValueError("a ControlNet runs with guidance 'none' or 'cfg', not 'pix2pix'")
         present, cond = present + ("control",), cond + (control.image,)
+    adapter = denoiser.adapter
+    if adapter is not None:
+        present, cond = present + ("adapter",), cond + tuple(adapter.features)
     base = [denoiser.guidance_scale, denoiser.image_guidance_scale]
     scales = Tensor(np.asarray(base, np.float32))
     if mode == "graph":
@@ -220,8 +246,10 @@ def denoise_steps(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, late
                 zeros = mops.zeros_like(x) if zeros is None else zeros
                 nz = zeros
         div = Tensor(np.float32(schedule.input_div[i]))
-        if control is not None:
-            scales = Tensor(np.asarray(base + [control.scale(i, len(schedule))], np.float32))
+        if control is not None or adapter is not None:
+            per_call = [] if control is None else [control.scale(i, len(schedule))]
+            per_call += [] if adapter is None else [adapter.gate(i)]
+            scales = Tensor(np.asarray(base + per_call, np.float32))
         x, state = step(x, schedule.timestep(i), div, rows[i], nz, wrap(tuple(state)), wrap(cond), scales)
         if after_step is not None:
             x = after_step(i, x)
