@@ -24,6 +24,7 @@ from msdiff.recipes import consistency, ldm, unconditional
 PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # the package exports the function
 DIT_MODULE = importlib.import_module("msdiff.recipes.dit")
 CONTROLNET_MODULE = importlib.import_module("msdiff.recipes.controlnet")
+PIXART_MODULE = importlib.import_module("msdiff.recipes.pixart")
 
 FIX = Path(__file__).parent / "fixtures"
 DDPM = FIX / "loader" / "ddpm"
@@ -32,6 +33,7 @@ LDM_SR = FIX / "ldm" / "ldm_super_resolution"
 PIX2PIX = FIX / "pipelines" / "sd_pix2pix"
 DIT = FIX / "dit" / "pipeline"
 CONTROLNET = FIX / "controlnet" / "sd"
+PIXART = FIX / "pixart" / "pipeline"
 SD_INPAINT = FIX / "pipelines" / "sd_inpaint"
 
 
@@ -159,6 +161,14 @@ def test_controlnet_pipeline(monkeypatch, tmp_path, folders):
     assert png.size == (32, 32)
 
 
+def test_pixart_pipeline(monkeypatch, tmp_path):
+    png, passed = _run(monkeypatch, tmp_path, PIXART_MODULE, "pixart", PIXART, "--prompt", "a red cube", "--steps", "2",
+                       "--size", "24x16", "--guidance", "3")
+    assert passed == dict(prompt="a red cube", negative_prompt="", num_inference_steps=2, guidance_scale=3.0, seed=3,
+                          sampler=None, mode="pynative", width=24, height=16, use_resolution_binning=False)
+    assert png.size == (24, 16)
+
+
 def test_dit_pipeline(monkeypatch, tmp_path):
     png, passed = _run(monkeypatch, tmp_path, DIT_MODULE, "dit", DIT, "--class-label", "7", "--steps", "2",
                        "--guidance", "2.5", "--sampler", "ddim")
@@ -169,6 +179,7 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("model,args,message", [
     ("dit", [], "DiTPipeline needs --class-label"),
+    ("pixart", ["--image", "i.png"], "--image does not apply to PixArtAlphaPipeline"),
     ("controlnet", ["--prompt", "x"], "StableDiffusionControlNetPipeline needs --image"),
     ("sd", ["--controlnet-scale", "0.5"], "--controlnet-scale does not apply to StableDiffusionPipeline"),
     ("dit", ["--prompt", "a cat", "--class-label", "1"], "--prompt does not apply to DiTPipeline"),
@@ -190,7 +201,7 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
     paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT, dit=DIT,
-                 controlnet=CONTROLNET,
+                 controlnet=CONTROLNET, pixart=PIXART,
                  sd=FIX / "pipelines" / "sd",
                  sdxl_refiner=FIX / "pipelines" / "sdxl_refiner")
     model_args = [] if model is None else ["--model", str(paths[model])]

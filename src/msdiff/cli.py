@@ -15,6 +15,7 @@ _GENERATE_HELP = """Generate one image with the recipe of the --model folder's p
   DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
   ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
   DiTPipeline                               --class-label required; --guidance (default 4), --sampler (steps 50)
+  PixArtAlphaPipeline                       --prompt, --guidance (default 4.5), --size (exact: no binning) (steps 20)
   LDMTextToImagePipeline                    --prompt, --guidance, --size (steps 50)
   LDMSuperResolutionPipeline                --image required (steps 100)
 An option a pipeline does not take is an error. Without --model: the bundled digit model's grid."""

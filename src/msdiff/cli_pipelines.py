@@ -190,6 +190,20 @@ def _dit(args, components) -> dict:
             "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
 
 
+def _pixart(args, components) -> dict:
+    from .recipes.pixart import pixart
+    steps = args.steps or 20
+    kwargs = dict(negative_prompt=args.negative_prompt or "", num_inference_steps=steps,
+                  guidance_scale=4.5 if args.guidance is None else args.guidance, seed=args.seed,
+                  sampler=args.sampler, mode=args.mode)
+    if args.size:  # an explicit size runs as given (diffusers would bin it to the nearest trained aspect ratio)
+        kwargs["width"], kwargs["height"] = args.size
+        kwargs["use_resolution_binning"] = False
+    image, first = _first_image(pixart, components, steps, args, args.prompt or "", **kwargs)
+    return {"image": image, "steps": steps, "first_step_s": first,
+            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+
+
 # pipeline class -> (runner, the pipeline-specific options it takes, the ones it requires)
 _SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask")
 _SD = (_sd, _SD_OPTIONS, ())
@@ -212,6 +226,7 @@ _RUNNERS = {
     "DDIMPipeline": (_unconditional, ("sampler", "class_label"), ()),
     "ConsistencyModelPipeline": (_consistency, ("class_label",), ()),
     "DiTPipeline": (_dit, ("class_label", "guidance", "sampler"), ("class_label",)),
+    "PixArtAlphaPipeline": (_pixart, ("prompt", "negative_prompt", "guidance", "sampler", "size"), ()),
     "LDMTextToImagePipeline": (_ldm_text_to_image, ("prompt", "guidance", "size"), ()),
     "LDMSuperResolutionPipeline": (_ldm_super_resolution, ("image",), ("image",)),
 }

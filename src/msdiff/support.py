@@ -217,8 +217,9 @@ def _ldm_rows(fix: Path) -> list:
             from .recipes.ldm import ldm_super_resolution
             d = dict(np.load(fix / "pipelines.npz"))
             images = ldm_super_resolution(msdiff.load_pipeline(fix / "ldm_super_resolution", dtype=dtype),
-                                          _tensor(d["sr_image"]), latents=d["sr_latents"], noise=list(d["sr_eta_noise"]),
-                                          output_type="np", mode=mode, **cases["sr_eta"])
+                                          _tensor(d["sr_image"]), latents=d["sr_latents"],
+                                          noise=list(d["sr_eta_noise"]), output_type="np", mode=mode,
+                                          **cases["sr_eta"])
             return [(images, d["sr_eta_images"])]
 
         rows += [Row("LDMTextToImagePipeline (t2i)", "recipe", run_t2i),
@@ -456,10 +457,57 @@ def _dit_rows(fix: Path) -> list:
     return rows
 
 
+def _pixart_rows(fix: Path) -> list:
+    if not (fix / "cases.json").is_file():
+        return []
+    import msdiff
+    rows = []
+    for tag in ("t5", "t5_relu"):
+        def run(mode, dtype, tag=tag):
+            d = dict(np.load(fix / "t5.npz"))
+            net = msdiff.load(fix / tag, dtype=dtype)
+
+            def f(ids, mask):
+                return net(ids, mask)
+
+            ids, mask = _tensor(d["input_ids"]), _tensor(d["attention_mask"])
+            return [(_call(f, mode, ids, mask)[0], d[f"{tag}_out"])]
+
+        rows.append(Row(f"T5EncoderModel ({tag})", "net", run))
+    for tag in ("cond", "small"):
+        def run(mode, dtype, tag=tag):
+            d = dict(np.load(fix / "net.npz"))
+            net = msdiff.load(fix / tag, dtype=dtype)
+
+            def f(sample, t, context, mask, resolution, aspect_ratio):
+                return net(sample, t, context, mask, resolution, aspect_ratio)
+
+            keys = ("timestep", "encoder_hidden_states", "encoder_attention_mask", "resolution", "aspect_ratio")
+            rest = [_tensor(d[f"{tag}_{k}"]) for k in keys]
+            return [(_call(f, mode, _tensor(d[f"{tag}_{x}"]), *rest)[0], d[f"{tag}_{o}"])
+                    for x, o in (("sample", "out"), ("wide", "out_12"))]
+
+        rows.append(Row(f"PixArtTransformer2DModel ({tag})", "net", run))
+    cases = json.loads((fix / "cases.json").read_text())
+    for name in ("cfg", "plain", "ddim_negative"):
+        def run(mode, dtype, name=name, case=cases[name]):
+            from .recipes.pixart import pixart
+            ref = dict(np.load(fix / f"{name}.npz"))
+            images = pixart(msdiff.load_pipeline(fix / "pipeline", dtype=dtype), case["prompt"],
+                            negative_prompt=case["negative_prompt"], guidance_scale=case["guidance_scale"],
+                            num_inference_steps=case["num_inference_steps"], height=case["height"],
+                            width=case["width"], noise=[ref["latents"]], sampler=case["scheduler"], mode=mode,
+                            output_type="np", use_resolution_binning=False)
+            return [(images, ref["expected"])]
+
+        rows.append(Row(f"PixArtAlphaPipeline ({name})", "recipe", run))
+    return rows
+
+
 AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows),
-         ("unet_2d", _unet_2d_rows), ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows), ("unet_2d", _consistency_rows),
-         ("ldm", _ldm_rows), ("pipelines", _pipeline_rows), ("controlnet", _controlnet_rows),
-         ("dit", _dit_rows))
+         ("unet_2d", _unet_2d_rows), ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows),
+         ("unet_2d", _consistency_rows), ("ldm", _ldm_rows), ("pipelines", _pipeline_rows),
+         ("controlnet", _controlnet_rows), ("dit", _dit_rows), ("pixart", _pixart_rows))
 
 
 def rows(fixtures: Path) -> list:
