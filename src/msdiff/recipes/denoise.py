@@ -2,10 +2,10 @@
 
 `Denoiser` holds what the UNet sees besides the sample (text embeddings, SD-XL's pooled embeds and
 time ids, LCM's timestep_cond, extra input channels for inpainting / InstructPix2Pix, a ControlNet
-run in the same step, T2I-Adapter features) and how its outputs are combined (`guidance`: "none", "cfg" or "pix2pix").
-`denoise_steps` runs a sampler schedule with it, in PyNative or with the whole step compiled by `mindspore.jit` (mode="graph",
-one graph per UNet, sampler, guidance kind and shape, reused across steps and calls). Random noise
-is drawn outside the compiled step.
+run in the same step, T2I-Adapter features) and how its outputs are combined (`guidance`: "none",
+"cfg" or "pix2pix"). `denoise_steps` runs a sampler schedule with it, in PyNative or with the whole
+step compiled by `mindspore.jit` (mode="graph", one graph per UNet, sampler, guidance kind and shape,
+reused across steps and calls). Random noise is drawn outside the compiled step.
 """
 import dataclasses
 import weakref
