@@ -1,7 +1,8 @@
-"""`msdiff generate` on DDPM / DDIM / consistency / LDM / InstructPix2Pix / SD inpainting / ControlNet / DiT pipeline
-folders: the recipe receives the expected arguments, the PNG (size, metadata) equals the recipe called directly
-with them, and options a pipeline does not take are one-line errors. (The argument check matters for LDM text-to-image: the fixture's VQ decoder snaps latents to 8
-codes, so its pixels do not change with the prompt or guidance scale.)
+"""`msdiff generate` on DDPM / DDIM / consistency / LDM / InstructPix2Pix / SD inpainting / ControlNet /
+T2I-Adapter / DiT / PixArt pipeline folders: the recipe receives the expected arguments, the PNG (size, metadata)
+equals the recipe called directly with them, and options a pipeline does not take are one-line errors. (The argument
+check matters for LDM text-to-image: the fixture's VQ decoder snaps latents to 8 codes, so its pixels do not change
+with the prompt or guidance scale.)
 
 The DDPM folder is tests/fixtures/loader/ddpm; the DDIM, class-conditional DDPM and consistency folders are assembled
 in a temporary folder from committed fixture files (unet_2d/class_cond, consistency.json's scheduler); the LDM
@@ -25,6 +26,7 @@ PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # t
 DIT_MODULE = importlib.import_module("msdiff.recipes.dit")
 CONTROLNET_MODULE = importlib.import_module("msdiff.recipes.controlnet")
 PIXART_MODULE = importlib.import_module("msdiff.recipes.pixart")
+ADAPTER_MODULE = importlib.import_module("msdiff.recipes.t2i_adapter")
 
 FIX = Path(__file__).parent / "fixtures"
 DDPM = FIX / "loader" / "ddpm"
@@ -34,6 +36,7 @@ PIX2PIX = FIX / "pipelines" / "sd_pix2pix"
 DIT = FIX / "dit" / "pipeline"
 CONTROLNET = FIX / "controlnet" / "sd"
 PIXART = FIX / "pixart" / "pipeline"
+ADAPTER = FIX / "t2i_adapter" / "sd"
 SD_INPAINT = FIX / "pipelines" / "sd_inpaint"
 
 
@@ -161,6 +164,15 @@ def test_controlnet_pipeline(monkeypatch, tmp_path, folders):
     assert png.size == (32, 32)
 
 
+def test_t2i_adapter_pipeline(monkeypatch, tmp_path, folders):
+    png, passed = _run(monkeypatch, tmp_path, ADAPTER_MODULE, "t2i_adapter", ADAPTER, "--image", str(folders["low"]),
+                       "--prompt", "a cat", "--steps", "2", "--size", "32x32", "--adapter-scale", "0.7")
+    assert passed == dict(prompt="a cat", image=str(folders["low"]), negative_prompt=None, num_inference_steps=2,
+                          guidance_scale=None, height=32, width=32, adapter_conditioning_scale=0.7, seed=3,
+                          sampler=None, mode="pynative")
+    assert png.size == (32, 32)
+
+
 def test_pixart_pipeline(monkeypatch, tmp_path):
     png, passed = _run(monkeypatch, tmp_path, PIXART_MODULE, "pixart", PIXART, "--prompt", "a red cube", "--steps", "2",
                        "--size", "24x16", "--guidance", "3")
@@ -180,6 +192,7 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 @pytest.mark.parametrize("model,args,message", [
     ("dit", [], "DiTPipeline needs --class-label"),
     ("pixart", ["--image", "i.png"], "--image does not apply to PixArtAlphaPipeline"),
+    ("adapter", ["--prompt", "x"], "StableDiffusionAdapterPipeline needs --image"),
     ("controlnet", ["--prompt", "x"], "StableDiffusionControlNetPipeline needs --image"),
     ("sd", ["--controlnet-scale", "0.5"], "--controlnet-scale does not apply to StableDiffusionPipeline"),
     ("dit", ["--prompt", "a cat", "--class-label", "1"], "--prompt does not apply to DiTPipeline"),
@@ -201,7 +214,7 @@ def test_dit_pipeline(monkeypatch, tmp_path):
 ])
 def test_wrong_option_is_one_line_error(tmp_path, capsys, folders, model, args, message):
     paths = dict(folders, ldm_t2i=LDM_T2I, ldm_sr=LDM_SR, pix2pix=PIX2PIX, sd_inpaint=SD_INPAINT, dit=DIT,
-                 controlnet=CONTROLNET, pixart=PIXART,
+                 controlnet=CONTROLNET, pixart=PIXART, adapter=ADAPTER,
                  sd=FIX / "pipelines" / "sd",
                  sdxl_refiner=FIX / "pipelines" / "sdxl_refiner")
     model_args = [] if model is None else ["--model", str(paths[model])]

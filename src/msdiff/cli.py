@@ -12,6 +12,7 @@ _GENERATE_HELP = """Generate one image with the recipe of the --model folder's p
   *Img2ImgPipeline (SD, SD-XL, LCM)         image-to-image: --image required
   StableDiffusionInstructPix2PixPipeline    edit --image (required) following --prompt; --image-guidance (steps 100)
   StableDiffusion[XL]ControlNetPipeline     --image is the control image (required); --controlnet-scale
+  StableDiffusion[XL]AdapterPipeline        --image is the condition image (required); --adapter-scale
   DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
   ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
   DiTPipeline                               --class-label required; --guidance (default 4), --sampler (steps 50)
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask", default=None, help="SD inpainting mask (white = repaint)")
     g.add_argument("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance (default 1.5)")
     g.add_argument("--controlnet-scale", type=float, default=None, help="ControlNet conditioning scale (default 1)")
+    g.add_argument("--adapter-scale", type=float, default=None, help="T2I-Adapter conditioning scale (default 1)")
     g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM and DiT (required), "
                    "consistency (default: drawn from --seed)")
     g.add_argument("--per-class", type=int, default=None, help="bundled digit model: images per class row (default 8)")

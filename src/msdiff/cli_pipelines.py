@@ -10,7 +10,7 @@ from pathlib import Path
 # parser dests whose meaning depends on the pipeline; every other option (--model, --steps, --seed, --out,
 # --mode, --dtype) applies to all of them
 _SPECIFIC = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "strength", "mask", "class_label",
-             "per_class", "image_guidance", "controlnet_scale")
+             "per_class", "image_guidance", "controlnet_scale", "adapter_scale")
 _SD_PREFIXES = ("StableDiffusion", "LatentConsistencyModel")
 
 
@@ -180,6 +180,20 @@ def _controlnet(args, components) -> dict:
             "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
 
 
+def _t2i_adapter(args, components) -> dict:
+    from .recipes.t2i_adapter import t2i_adapter
+    steps = args.steps or 30
+    width, height = args.size or (None, None)
+    scale = 1.0 if args.adapter_scale is None else args.adapter_scale
+    image, first = _first_image(t2i_adapter, components, steps, args, args.prompt or "", args.image,
+                                negative_prompt=args.negative_prompt, num_inference_steps=steps,
+                                guidance_scale=args.guidance, height=height, width=width,
+                                adapter_conditioning_scale=scale, seed=args.seed, sampler=args.sampler,
+                                mode=args.mode)
+    return {"image": image, "steps": steps, "first_step_s": first,
+            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+
+
 def _dit(args, components) -> dict:
     from .recipes.dit import dit
     steps = args.steps or 50
@@ -211,7 +225,11 @@ _SD_INPAINT = (_sd, _SD_OPTIONS, ("image", "mask"))  # 9-channel inpainting UNet
 _SD_IMG2IMG = (_sd, _SD_OPTIONS, ("image",))
 _CONTROLNET = (_controlnet, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "controlnet_scale"),
                ("image",))
+_T2I_ADAPTER = (_t2i_adapter, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "adapter_scale"),
+                ("image",))
 _RUNNERS = {
+    "StableDiffusionAdapterPipeline": _T2I_ADAPTER,
+    "StableDiffusionXLAdapterPipeline": _T2I_ADAPTER,
     "StableDiffusionControlNetPipeline": _CONTROLNET,
     "StableDiffusionXLControlNetPipeline": _CONTROLNET,
     "StableDiffusionImg2ImgPipeline": _SD_IMG2IMG,

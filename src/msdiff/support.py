@@ -425,6 +425,63 @@ def _controlnet_rows(fix: Path) -> list:
     return rows
 
 
+def _t2i_adapter_rows(fix: Path) -> list:
+    if not (fix / "cases.json").is_file():
+        return []
+    import msdiff
+    cases = json.loads((fix / "cases.json").read_text())
+    rows = []
+    for name, meta in sorted(cases["nets"].items()):
+        if name.startswith("unet_"):
+            continue
+
+        def run(mode, dtype, name=name, meta=meta):
+            d = dict(np.load(fix / "nets.npz"))
+            folder = fix / "light" if meta["folder"] == "light" else fix / meta["folder"] / "adapter"
+            net = msdiff.load(folder, dtype=dtype)
+
+            def f(image):
+                return net(image)
+
+            got = _call(f, mode, _tensor(d[f"{name}:image"].astype(np.float32) / np.float32(255.0)))
+            return list(zip(got, [d[f"{name}:feature_{i}"] for i in range(meta["num_features"])]))
+
+        rows.append(Row(f"T2IAdapter ({name})", "net", run))
+    for name, meta in sorted(cases["nets"].items()):
+        if not name.startswith("unet_"):
+            continue
+
+        def run(mode, dtype, folder=name[len("unet_"):], meta=meta):
+            d, nets = dict(np.load(fix / "unet.npz")), dict(np.load(fix / "nets.npz"))
+            unet = msdiff.load(fix / folder / "unet", dtype=dtype)
+            n = cases["nets"][meta["case"]]["num_features"]
+            features = tuple(_tensor(nets[f"{meta['case']}:feature_{i}"]) * meta["scale"] for i in range(n))
+
+            def f(x, t, ctx, te, ids, features):
+                return unet(x, t, ctx, te, ids, None, None, None, features)
+
+            get = (lambda k: _tensor(d.get(f"{folder}:{k}")))
+            got = _call(f, mode, get("sample"), get("timestep"), get("encoder_hidden_states"), get("text_embeds"),
+                        get("time_ids"), features)
+            return [(got[0], d[f"{folder}:out"])]
+
+        rows.append(Row(f"UNet2DConditionModel + T2I-Adapter features ({name[len('unet_'):]})", "net", run))
+    for name, meta in sorted(cases["pipelines"].items()):
+        def run(mode, dtype, name=name, meta=meta):
+            import PIL.Image
+            from .recipes.t2i_adapter import t2i_adapter
+            d = dict(np.load(fix / f"{name}.npz"))
+            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
+            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
+                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
+            if meta["adapter"]:
+                args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
+            return [(t2i_adapter(msdiff.load_pipeline(fix / meta["folder"], dtype=dtype), **args), d["expected"])]
+
+        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
+    return rows
+
+
 def _dit_rows(fix: Path) -> list:
     if not (fix / "cases.json").is_file():
         return []
@@ -507,7 +564,8 @@ def _pixart_rows(fix: Path) -> list:
 AREAS = (("", _op_rows), ("sd_unet", _unet_rows), ("sd_vae", _vae_rows), ("clip", _clip_rows),
          ("unet_2d", _unet_2d_rows), ("unet_2d", _fir_rows), ("unet_2d", _unconditional_rows),
          ("unet_2d", _consistency_rows), ("ldm", _ldm_rows), ("pipelines", _pipeline_rows),
-         ("controlnet", _controlnet_rows), ("dit", _dit_rows), ("pixart", _pixart_rows))
+         ("controlnet", _controlnet_rows), ("t2i_adapter", _t2i_adapter_rows), ("dit", _dit_rows),
+         ("pixart", _pixart_rows))
 
 
 def rows(fixtures: Path) -> list:
