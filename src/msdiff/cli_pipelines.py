@@ -166,32 +166,23 @@ def _instruct_pix2pix(args, components) -> dict:
             "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
 
 
-def _controlnet(args, components) -> dict:
-    from .recipes.controlnet import controlnet
-    steps = args.steps or 30
-    width, height = args.size or (None, None)
-    scale = 1.0 if args.controlnet_scale is None else args.controlnet_scale
-    image, first = _first_image(controlnet, components, steps, args, args.prompt or "", args.image,
-                                negative_prompt=args.negative_prompt, num_inference_steps=steps,
-                                guidance_scale=args.guidance, height=height, width=width,
-                                controlnet_conditioning_scale=scale, seed=args.seed, sampler=args.sampler,
-                                mode=args.mode)
-    return {"image": image, "steps": steps, "first_step_s": first,
-            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
-
-
-def _t2i_adapter(args, components) -> dict:
-    from .recipes.t2i_adapter import t2i_adapter
-    steps = args.steps or 30
-    width, height = args.size or (None, None)
-    scale = 1.0 if args.adapter_scale is None else args.adapter_scale
-    image, first = _first_image(t2i_adapter, components, steps, args, args.prompt or "", args.image,
-                                negative_prompt=args.negative_prompt, num_inference_steps=steps,
-                                guidance_scale=args.guidance, height=height, width=width,
-                                adapter_conditioning_scale=scale, seed=args.seed, sampler=args.sampler,
-                                mode=args.mode)
-    return {"image": image, "steps": steps, "first_step_s": first,
-            "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+def _conditioned(name: str, scale_option: str, scale_kwarg: str):
+    """Runner of a text-to-image recipe steered by a condition image (--image) and its scale option:
+    ControlNet and T2I-Adapter (recipe `msdiff.recipes.<name>.<name>`)."""
+    def run(args, components) -> dict:
+        import importlib
+        recipe = getattr(importlib.import_module(f"msdiff.recipes.{name}"), name)
+        steps = args.steps or 30
+        width, height = args.size or (None, None)
+        scale = getattr(args, scale_option)
+        image, first = _first_image(recipe, components, steps, args, args.prompt or "", args.image,
+                                    negative_prompt=args.negative_prompt, num_inference_steps=steps,
+                                    guidance_scale=args.guidance, height=height, width=width,
+                                    **{scale_kwarg: 1.0 if scale is None else scale}, seed=args.seed,
+                                    sampler=args.sampler, mode=args.mode)
+        return {"image": image, "steps": steps, "first_step_s": first,
+                "sampler": args.sampler or (components.scheduler or {}).get("_class_name")}
+    return run
 
 
 def _dit(args, components) -> dict:
@@ -223,10 +214,11 @@ _SD_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "imag
 _SD = (_sd, _SD_OPTIONS, ())
 _SD_INPAINT = (_sd, _SD_OPTIONS, ("image", "mask"))  # 9-channel inpainting UNets need both
 _SD_IMG2IMG = (_sd, _SD_OPTIONS, ("image",))
-_CONTROLNET = (_controlnet, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "controlnet_scale"),
-               ("image",))
-_T2I_ADAPTER = (_t2i_adapter, ("prompt", "negative_prompt", "guidance", "sampler", "size", "image", "adapter_scale"),
-                ("image",))
+_CONDITIONED_OPTIONS = ("prompt", "negative_prompt", "guidance", "sampler", "size", "image")
+_CONTROLNET = (_conditioned("controlnet", "controlnet_scale", "controlnet_conditioning_scale"),
+               _CONDITIONED_OPTIONS + ("controlnet_scale",), ("image",))
+_T2I_ADAPTER = (_conditioned("t2i_adapter", "adapter_scale", "adapter_conditioning_scale"),
+                _CONDITIONED_OPTIONS + ("adapter_scale",), ("image",))
 _RUNNERS = {
     "StableDiffusionAdapterPipeline": _T2I_ADAPTER,
     "StableDiffusionXLAdapterPipeline": _T2I_ADAPTER,

@@ -272,5 +272,6 @@ def denoise(denoiser: Denoiser, sampler: Sampler, schedule: Schedule, latents: F
 
 
 def cfg_batch(negative: Optional[Tensor], positive: Tensor) -> Tensor:
-    """[negative; positive] along the batch (diffusers' classifier-free guidance layout), positive alone if no negative."""
+    """[negative; positive] along the batch (diffusers' classifier-free guidance layout); positive alone if no
+    negative."""
     return positive if negative is None else mops.concat([negative, positive], axis=0)

@@ -16,7 +16,7 @@ from mindspore import Tensor
 from mindspore import ops as mops
 
 from ..samplers import sample_steps
-from .steps import NoiseSource, finish
+from .steps import NoiseSource, finish, initial_noise
 from .unconditional import resolve_sampler
 
 _DEFAULT_SCHEDULER = {"_class_name": "DDIMScheduler"}
@@ -94,13 +94,7 @@ def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_
     b = labels.size
     shape = (b, cfg.in_channels, cfg.sample_size, cfg.sample_size)
     noise_src = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
-    if latents is None:
-        x = noise_src.draw(shape)
-    else:
-        x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
-        if tuple(x.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(x.shape)}, expected {shape}")
-        x = x.astype(ms.float32)
+    x = initial_noise(shape, noise_src, latents)
     scheduler = getattr(components, "scheduler", None) or _DEFAULT_SCHEDULER
     smp = resolve_sampler(scheduler, sampler)
     schedule = smp.schedule(num_inference_steps)

@@ -15,7 +15,7 @@ from mindspore import ops as mops
 
 from ..samplers import sample_steps
 from .denoise import Denoiser, cfg_batch, denoise
-from .steps import NoiseSource, PromptEmbeds, image_size, postprocess, preprocess_image
+from .steps import NoiseSource, PromptEmbeds, image_size, initial_noise, postprocess, preprocess_image
 from .unconditional import resolve_sampler
 
 
@@ -58,15 +58,6 @@ def _vq_decode(components, latents: Tensor, scale: bool) -> Tensor:
     return vq.decode(latents).astype(ms.float32)
 
 
-def _initial(latents, shape: tuple, noise: NoiseSource) -> Tensor:
-    if latents is None:
-        return noise.draw(shape)
-    x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
-    if tuple(x.shape) != shape:
-        raise ValueError(f"latents have shape {tuple(x.shape)}, expected {shape}")
-    return x.astype(ms.float32)
-
-
 def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guidance_scale: float = 1.0,
                       eta: float = 0.0, height: int = 256, width: int = 256, latents=None, seed: Optional[int] = None,
                       noise=None, output_type: str = "pil", mode: str = "pynative",
@@ -78,7 +69,8 @@ def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guid
     emb = encode_ldm_prompt(components, prompt, guidance=guided, negative_prompt_ids=negative_prompt_ids)
     unet = components.unet
     noise_src = NoiseSource(seed, noise)
-    x = _initial(latents, (emb.prompt_embeds.shape[0], unet.config.in_channels, height // 8, width // 8), noise_src)
+    x = initial_noise((emb.prompt_embeds.shape[0], unet.config.in_channels, height // 8, width // 8), noise_src,
+                      latents)
     smp = resolve_sampler(components.scheduler, None, eta)
     den = Denoiser(unet=unet, context=cfg_batch(emb.negative_prompt_embeds, emb.prompt_embeds),
                    guidance="cfg" if guided else "none", guidance_scale=guidance_scale)
@@ -112,7 +104,7 @@ def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, e
     noise_src = NoiseSource(seed, noise)
     smp = resolve_sampler(components.scheduler, None, eta)
     schedule = smp.schedule(num_inference_steps)
-    x = _initial(latents, (low.shape[0], unet.config.in_channels // 2) + tuple(low.shape[2:]), noise_src)
+    x = initial_noise((low.shape[0], unet.config.in_channels // 2) + tuple(low.shape[2:]), noise_src, latents)
     x = x * np.float32(schedule.init_noise_sigma) if schedule.init_noise_sigma != 1.0 else x
     net = _sr_net(unet, mode)
 

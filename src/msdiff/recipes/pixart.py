@@ -20,7 +20,7 @@ from mindspore import ops as mops
 
 from .. import ops
 from ..samplers import sample_steps
-from .steps import NoiseSource, decode, postprocess
+from .steps import NoiseSource, decode, initial_noise, postprocess
 from .unconditional import resolve_sampler
 
 _DEFAULT_SCHEDULER = {"_class_name": "DPMSolverMultistepScheduler"}
@@ -192,13 +192,7 @@ def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negati
     schedule = smp.schedule(num_inference_steps)
     shape = (b, cfg.in_channels, height // factor, width // factor)
     noise_src = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
-    if latents is None:
-        x = noise_src.draw(shape)
-    else:
-        x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
-        if tuple(x.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(x.shape)}, expected {shape}")
-        x = x.astype(ms.float32)
+    x = initial_noise(shape, noise_src, latents)
     if schedule.init_noise_sigma != 1.0:
         x = x * np.float32(schedule.init_noise_sigma)
 

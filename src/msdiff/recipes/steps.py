@@ -320,18 +320,22 @@ def check_size(components, height: int, width: int) -> None:
                          f"{max(f, width - width % f)}")
 
 
+def initial_noise(shape: tuple, noise: NoiseSource, latents=None) -> Float[Tensor, "..."]:
+    """`latents` (checked against `shape`, as float32) if given, else a draw of `shape` from `noise`."""
+    if latents is None:
+        return noise.draw(shape)
+    x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"latents have shape {tuple(x.shape)}, expected {tuple(shape)}")
+    return x.astype(ms.float32)
+
+
 def prepare_latents(components, batch: int, height: int, width: int, noise: NoiseSource,
                     latents: Optional[Tensor] = None, init_noise_sigma: float = 1.0) -> Float[Tensor, "b c h w"]:
     """Initial latents (b, C, height/f, width/f): given `latents` or a draw, times the sampler's init sigma."""
     f = vae_scale_factor(components)
     shape = (batch, components.vae.config.latent_channels, height // f, width // f)
-    if latents is None:
-        latents = noise.draw(shape)
-    else:
-        latents = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
-        if tuple(latents.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
-        latents = latents.astype(ms.float32)
+    latents = initial_noise(shape, noise, latents)
     return latents * np.float32(init_noise_sigma) if init_noise_sigma != 1.0 else latents
 
 
