@@ -105,7 +105,7 @@ def test_unsupported_config_is_named(change, match):
 
 
 def test_plain_transformer2dmodel_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="only as DiT"):
+    with pytest.raises(ValueError, match="as DiTTransformer2DModel only with norm_type .ada_norm_zero."):
         config_from_diffusers({"_class_name": "Transformer2DModel", "in_channels": 4})
 
 

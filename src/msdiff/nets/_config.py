@@ -26,6 +26,23 @@ def read_config(cls, d: dict, net: str, fixed: dict = None, ignored=()):
     return cls(**kwargs)
 
 
+
+def read_patch_transformer_config(cls, d: dict, net: str, norm_type: str, fixed: dict, ignored):
+    """read_config for the patch transformers (DiT, PixArt) that diffusers also loads from a legacy
+    `Transformer2DModel` config with the given norm_type; ValueError for another norm type, a missing
+    patch/size value, or a width the 2D sin-cos position table cannot split."""
+    if d.get("_class_name") == "Transformer2DModel" and d.get("norm_type", "layer_norm") != norm_type:
+        raise ValueError(f"Transformer2DModel: msdiff reads this class as {net} only with norm_type "
+                         f"{norm_type!r}; got norm_type {d.get('norm_type')!r}")
+    for key in ("patch_size", "num_embeds_ada_norm", "in_channels", "sample_size"):
+        if key in d and d[key] is None:
+            raise ValueError(f"{net}: config {key}=None is not supported (it needs a value)")
+    cfg = read_config(cls, d, net, fixed, ignored)
+    if cfg.inner_dim % 4:
+        raise ValueError(f"{net}: heads x head dim = {cfg.inner_dim} must be a multiple of 4 "
+                         f"(2D sin-cos position embedding)")
+    return cfg
+
 # Generic keys of a transformers config.json (PretrainedConfig) that do not change inference.
 TRANSFORMERS_QUIET_KEYS = frozenset("""
     architectures attention_dropout dropout initializer_factor initializer_range bos_token_id

@@ -17,7 +17,7 @@ from ..blocks.adaln import AdaLNZeroTransformerBlock, modulate
 from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
-from ._config import read_config
+from ._config import read_patch_transformer_config
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,7 @@ _IGNORED = ("dropout", "upcast_attention", "norm_num_groups", "use_linear_projec
 
 def config_from_diffusers(d: dict) -> DiTConfig:
     """diffusers DiTTransformer2DModel config.json (or Transformer2DModel, norm_type "ada_norm_zero") -> DiTConfig."""
-    if d.get("_class_name") == "Transformer2DModel" and d.get("norm_type", "layer_norm") != "ada_norm_zero":
-        raise ValueError(f"Transformer2DModel: msdiff reads this class only as DiT (norm_type 'ada_norm_zero', "
-                         f"which diffusers remaps to DiTTransformer2DModel); got norm_type {d.get('norm_type')!r}")
-    for key in ("patch_size", "num_embeds_ada_norm", "in_channels", "sample_size"):
-        if key in d and d[key] is None:
-            raise ValueError(f"DiTTransformer2DModel: config {key}=None is not supported (DiT needs a value)")
-    cfg = read_config(DiTConfig, d, "DiTTransformer2DModel", _FIXED, _IGNORED)
-    if cfg.inner_dim % 4:
-        raise ValueError(f"DiTTransformer2DModel: heads x head dim = {cfg.inner_dim} must be a multiple of 4 "
-                         f"(2D sin-cos position embedding)")
-    return cfg
+    return read_patch_transformer_config(DiTConfig, d, "DiTTransformer2DModel", "ada_norm_zero", _FIXED, _IGNORED)
 
 
 def map_weights(key: str) -> str:

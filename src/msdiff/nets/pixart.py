@@ -20,7 +20,7 @@ from ..blocks.adaln_single import (AdaLayerNormSingle, PixArtAlphaTextProjection
 from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
-from ._config import read_config
+from ._config import read_patch_transformer_config
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,8 @@ _IGNORED = ("dropout", "upcast_attention", "norm_num_groups", "use_linear_projec
 
 def config_from_diffusers(d: dict) -> PixArtConfig:
     """diffusers PixArtTransformer2DModel config.json (or Transformer2DModel, norm_type "ada_norm_single") -> config."""
-    if d.get("_class_name") == "Transformer2DModel" and d.get("norm_type", "layer_norm") != "ada_norm_single":
-        raise ValueError(f"Transformer2DModel: msdiff reads this class as PixArt only with norm_type "
-                         f"'ada_norm_single'; got norm_type {d.get('norm_type')!r}")
-    for key in ("patch_size", "num_embeds_ada_norm", "in_channels", "sample_size"):
-        if key in d and d[key] is None:
-            raise ValueError(f"PixArtTransformer2DModel: config {key}=None is not supported (PixArt needs a value)")
-    cfg = read_config(PixArtConfig, d, "PixArtTransformer2DModel", _FIXED, _IGNORED)
-    if cfg.inner_dim % 4:
-        raise ValueError(f"PixArtTransformer2DModel: heads x head dim = {cfg.inner_dim} must be a multiple of 4 "
-                         f"(2D sin-cos position embedding)")
+    cfg = read_patch_transformer_config(PixArtConfig, d, "PixArtTransformer2DModel", "ada_norm_single", _FIXED,
+                                        _IGNORED)
     if cfg.additional_conditions and cfg.inner_dim % 3:
         raise ValueError(f"PixArtTransformer2DModel: with additional conditions heads x head dim = {cfg.inner_dim} "
                          f"must be a multiple of 3 (resolution h, w and aspect ratio each take a third)")
