@@ -384,6 +384,29 @@ def _op_rows(_fix: Path) -> list:
             Row("downsample_fir (FIR conv)", "op vs float64", case(fir, (x,), fir_ref))]
 
 
+def _conditioned_pipeline_rows(fix: Path, cases: dict, recipe: str) -> list:
+    """Recipe rows of the condition-image pipelines (ControlNet, T2I-Adapter): each case's recorded
+    arguments, condition image, latents and noise; an "adapter" entry names a separate adapter folder."""
+    rows = []
+    for name, meta in sorted(cases.items()):
+        def run(mode, dtype, name=name, meta=meta):
+            import importlib
+
+            import PIL.Image
+            import msdiff
+            fn = getattr(importlib.import_module(f"msdiff.recipes.{recipe}"), recipe)
+            d = dict(np.load(fix / f"{name}.npz"))
+            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
+            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
+                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
+            if meta.get("adapter"):
+                args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
+            return [(fn(msdiff.load_pipeline(fix / meta["folder"], dtype=dtype), **args), d["expected"])]
+
+        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
+    return rows
+
+
 def _controlnet_rows(fix: Path) -> list:
     if not (fix / "cases.json").is_file():
         return []
@@ -411,18 +434,7 @@ def _controlnet_rows(fix: Path) -> list:
             return list(zip(got, refs))
 
         rows.append(Row(f"ControlNetModel ({name})", "net", run))
-    for name, meta in sorted(cases["pipelines"].items()):
-        def run(mode, dtype, name=name, meta=meta):
-            from .recipes.controlnet import controlnet
-            d = dict(np.load(fix / f"{name}.npz"))
-            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
-            import PIL.Image
-            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
-                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
-            return [(controlnet(msdiff.load_pipeline(fix / meta["folder"], dtype=dtype), **args), d["expected"])]
-
-        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
-    return rows
+    return rows + _conditioned_pipeline_rows(fix, cases["pipelines"], "controlnet")
 
 
 def _t2i_adapter_rows(fix: Path) -> list:
@@ -466,20 +478,7 @@ def _t2i_adapter_rows(fix: Path) -> list:
             return [(got[0], d[f"{folder}:out"])]
 
         rows.append(Row(f"UNet2DConditionModel + T2I-Adapter features ({name[len('unet_'):]})", "net", run))
-    for name, meta in sorted(cases["pipelines"].items()):
-        def run(mode, dtype, name=name, meta=meta):
-            import PIL.Image
-            from .recipes.t2i_adapter import t2i_adapter
-            d = dict(np.load(fix / f"{name}.npz"))
-            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
-            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
-                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
-            if meta["adapter"]:
-                args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
-            return [(t2i_adapter(msdiff.load_pipeline(fix / meta["folder"], dtype=dtype), **args), d["expected"])]
-
-        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
-    return rows
+    return rows + _conditioned_pipeline_rows(fix, cases["pipelines"], "t2i_adapter")
 
 
 def _dit_rows(fix: Path) -> list:
