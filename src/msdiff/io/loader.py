@@ -8,6 +8,7 @@ import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
+from .. import ops
 from .paths import CheckpointNotFoundError, LoadError, resolve_folder
 from .registry import net_entry
 from .weights import find_weight_files, load_weights
@@ -24,9 +25,7 @@ def parse_dtype(dtype) -> "ms.dtype":
         dtype = _DTYPES[dtype.lower()]
     if dtype not in (ms.float32, ms.float16, ms.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
-    if dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
-        raise ValueError("dtype bfloat16 is not available on CPU: MindSpore 2.10's CPU kernels store "
-                         "bf16 but do not compute in it (matmul, conv reject it); use float32 or float16")
+    ops.check_compute_dtype(dtype)
     return dtype
 
 

@@ -17,3 +17,11 @@ def refresh() -> str:
     IS_CPU = DEVICE == "CPU"
     IS_ASCEND = DEVICE == "Ascend"
     return DEVICE
+
+
+def check_compute_dtype(dtype) -> None:
+    """ValueError if this backend cannot compute in `dtype` (MindSpore 2.10's CPU kernels store bf16 but
+    do not compute in it: matmul and conv reject it)."""
+    if dtype == ms.bfloat16 and IS_CPU:
+        raise ValueError("dtype bfloat16 is not available on CPU: MindSpore 2.10's CPU kernels store "
+                         "bf16 but do not compute in it (matmul, conv reject it); use float32 or float16")
