@@ -8,7 +8,7 @@ import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
-from .. import ops
+from ..ops._backend import check_compute_dtype
 from .paths import CheckpointNotFoundError, LoadError, resolve_folder
 from .registry import net_entry
 from .weights import find_weight_files, load_weights
@@ -25,7 +25,7 @@ def parse_dtype(dtype) -> "ms.dtype":
         dtype = _DTYPES[dtype.lower()]
     if dtype not in (ms.float32, ms.float16, ms.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
-    ops.check_compute_dtype(dtype)
+    check_compute_dtype(dtype)
     return dtype
 
 

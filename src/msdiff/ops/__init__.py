@@ -1,5 +1,4 @@
 """Precision-explicit tensor primitives; the only layer that knows the backend."""
-from ._backend import check_compute_dtype
 from .activation import geglu, gelu, quick_gelu, silu
 from .attention import attention, softmax_bmm_attention
 from .conv import conv2d, conv3d, conv_transpose2d, linear
@@ -9,8 +8,7 @@ from .norm import global_response_norm, group_norm, layer_norm, rms_norm
 from .resample import embedding, interpolate, pad
 
 __all__ = [
-    "attention", "check_compute_dtype", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding",
-    "geglu", "gelu",
+    "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding", "geglu", "gelu",
     "global_response_norm", "group_norm", "interpolate", "layer_norm", "linear", "pad", "quick_gelu", "rms_norm",
     "silu", "softmax_bmm_attention", "timestep_embedding", "upfirdn2d", "upsample_fir",
 ]
