@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Float, Int
 from mindspore import Tensor, nn
 
-from .. import ops
+from ..blocks.clip_encoder import ACTIVATIONS as _ACTIVATIONS, encoder_from_config
 from ..blocks.layers import Embedding, LayerNorm, Linear
 from ._config import TRANSFORMERS_QUIET_KEYS
 
@@ -35,8 +35,6 @@ _MASK_MIN = float(np.finfo(np.float32).min)
 
 # Checkpoint keys that are buffers, not parameters: `map_weights` returns None for them.
 IGNORED_KEYS = (r"text_model\.embeddings\.position_ids",)
-
-_ACTIVATIONS = ("quick_gelu", "gelu")
 
 
 @dataclass(frozen=True)
@@ -114,72 +112,6 @@ class CLIPTextEmbeddings(nn.Cell):
         return self.token_embedding(input_ids) + self.position_embedding.weight[:n]
 
 
-class CLIPAttention(nn.Cell):
-    """Multi-head self-attention with an additive fp32 mask."""
-
-    def __init__(self, dim: int, heads: int, dtype=ms.float32):
-        super().__init__()
-        self.heads = heads
-        self.q_proj = Linear(dim, dim, dtype=dtype)
-        self.k_proj = Linear(dim, dim, dtype=dtype)
-        self.v_proj = Linear(dim, dim, dtype=dtype)
-        self.out_proj = Linear(dim, dim, dtype=dtype)
-
-    def construct(self, x: Tensor, mask: Tensor) -> Tensor:
-        b, n, dim = x.shape
-        shape = (b, n, self.heads, dim // self.heads)
-        q = self.q_proj(x).reshape(shape).swapaxes(1, 2)
-        k = self.k_proj(x).reshape(shape).swapaxes(1, 2)
-        v = self.v_proj(x).reshape(shape).swapaxes(1, 2)
-        out = ops.attention(q, k, v, mask=mask)
-        return self.out_proj(out.swapaxes(1, 2).reshape(b, n, dim))
-
-
-class CLIPMLP(nn.Cell):
-    """fc1 -> quick_gelu | gelu -> fc2."""
-
-    def __init__(self, dim: int, hidden: int, act: str, dtype=ms.float32):
-        super().__init__()
-        self.quick = act == "quick_gelu"
-        self.fc1 = Linear(dim, hidden, dtype=dtype)
-        self.fc2 = Linear(hidden, dim, dtype=dtype)
-
-    def construct(self, x: Tensor) -> Tensor:
-        h = self.fc1(x)
-        h = ops.quick_gelu(h) if self.quick else ops.gelu(h)
-        return self.fc2(h)
-
-
-class CLIPEncoderLayer(nn.Cell):
-    """Pre-norm transformer layer: x + attn(ln1(x)), then + mlp(ln2(x))."""
-
-    def __init__(self, c: CLIPTextConfig, dtype=ms.float32):
-        super().__init__()
-        self.layer_norm1 = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, dtype=dtype)
-        self.self_attn = CLIPAttention(c.hidden_size, c.num_attention_heads, dtype=dtype)
-        self.layer_norm2 = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, dtype=dtype)
-        self.mlp = CLIPMLP(c.hidden_size, c.intermediate_size, c.hidden_act, dtype=dtype)
-
-    def construct(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.self_attn(self.layer_norm1(x), mask)
-        return x + self.mlp(self.layer_norm2(x))
-
-
-class CLIPEncoder(nn.Cell):
-    """Stack of encoder layers; `layers` indices equal transformers'."""
-
-    def __init__(self, c: CLIPTextConfig, dtype=ms.float32):
-        super().__init__()
-        self.layers = nn.CellList([CLIPEncoderLayer(c, dtype=dtype) for _ in range(c.num_hidden_layers)])
-
-    def construct(self, x: Tensor, mask: Tensor):
-        states = (x,)
-        for layer in self.layers:
-            x = layer(x, mask)
-            states = states + (x,)
-        return states
-
-
 def _additive_mask(n: int, attention_mask: Tensor = None) -> Tensor:
     """fp32 [1|b, 1, n, n] mask: causal (key after query) and padding (mask 0) entries are fp32 min."""
     idx = ms.ops.arange(0, n, dtype=ms.int32)
@@ -197,7 +129,7 @@ class CLIPTextTransformer(nn.Cell):
         super().__init__()
         self.eos_token_id = c.eos_token_id
         self.embeddings = CLIPTextEmbeddings(c, dtype=dtype)
-        self.encoder = CLIPEncoder(c, dtype=dtype)
+        self.encoder = encoder_from_config(c, dtype=dtype)
         self.final_layer_norm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, dtype=dtype)
 
     def construct(self, input_ids: Tensor, attention_mask: Tensor = None):
