@@ -12,7 +12,8 @@ import pytest
 from mindspore import Tensor
 
 import msdiff
-from msdiff import recipes, support
+from msdiff import recipes
+from tools.support.pipelines import pipeline_call
 
 FIX = Path(__file__).parent / "fixtures" / "pipelines"
 CASES = json.loads((FIX / "cases.json").read_text())
@@ -34,7 +35,7 @@ def components(folder: str, mode: str = "pynative"):
 
 def case_call(name: str, mode: str = "pynative"):
     """(recipe, components, kwargs, expected) replaying fixture case `name`."""
-    recipe, kwargs, expected = support.pipeline_call(FIX, name, CASES[name])
+    recipe, kwargs, expected = pipeline_call(FIX, name, CASES[name])
     return recipe, components(CASES[name]["folder"], mode), kwargs, expected
 
 

@@ -1,10 +1,10 @@
-"""docs/SUPPORT.md is what `python -m msdiff.support` measures: re-run a few rows and compare."""
+"""docs/SUPPORT.md is what `python -m tools.support` measures: re-run a few rows and compare."""
 import re
 from pathlib import Path
 
 import pytest
 
-from msdiff import support
+import tools.support as support
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "SUPPORT.md"

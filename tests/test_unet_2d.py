@@ -10,7 +10,7 @@ from mindspore.nn.utils import no_init_parameters
 from test_unet_config import assert_one_to_one, msdiff_shapes
 
 import msdiff
-from msdiff.support import UNCONDITIONAL_CASES, unconditional_case
+from tools.support.unet_2d import UNCONDITIONAL_CASES, unconditional_case
 from msdiff.nets.unet_2d import UNet2DConfig, UNet2DModel, config_from_diffusers, map_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unet_2d"

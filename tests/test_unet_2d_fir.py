@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from msdiff.support import FIR_BLOCKS, fir_block
+from tools.support.unet_2d import FIR_BLOCKS, fir_block
 
 REF = dict(np.load(Path(__file__).resolve().parent / "fixtures" / "unet_2d" / "fir_blocks.npz"))
 TOL = {ms.float32: 1e-5, ms.float16: 5e-3}

@@ -66,10 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--export", default=None, help="also copy the trained pipeline folder here")
 
-    s = sub.add_parser("support", help="measure the support matrix and write docs/SUPPORT.md")
-    s.add_argument("--fixtures", default="tests/fixtures")
-    s.add_argument("--out", default="docs/SUPPORT.md")
-    s.add_argument("--only", nargs="*", default=None, help="row names to run")
+    s = sub.add_parser("support", help="measure the support matrix and write docs/SUPPORT.md (in a checkout)",
+                       description="Re-measure docs/SUPPORT.md against the diffusers fixtures of a checkout of the "
+                       "msdiff repository (tools/support/ and tests/fixtures/; an installed package has neither).")
+    s.add_argument("--repo", default=None, help="the checkout (default: the one msdiff is installed from, else the "
+                   "current folder)")
+    s.add_argument("--out", default=None, help="default: REPO/docs/SUPPORT.md")
+    s.add_argument("--only", nargs="*", default=None, help="row names to re-measure (see --list)")
+    s.add_argument("--list", action="store_true", help="print the row names and exit")
     return p
 
 
@@ -104,9 +108,27 @@ def _train(args) -> int:
     return 0
 
 
+def _checkout(repo) -> Path:
+    """The msdiff checkout holding tools/support and tests/fixtures (FileNotFoundError naming what is missing)."""
+    candidates = [Path(repo)] if repo else [Path(__file__).resolve().parents[2], Path.cwd()]
+    for root in candidates:
+        if (root / "tools" / "support" / "__init__.py").is_file() and (root / "tests" / "fixtures").is_dir():
+            return root
+    raise FileNotFoundError(f"msdiff support needs a checkout of the msdiff repository (tools/support/ and "
+                            f"tests/fixtures/), none at {', '.join(str(c) for c in candidates)}: run it inside a "
+                            f"clone or pass --repo DIR")
+
+
 def _support(args) -> int:
-    from .support import write_support
-    path = write_support(Path(args.fixtures), Path(args.out), only=args.only)
+    root = _checkout(args.repo)
+    sys.path.insert(0, str(root))
+    import tools.support as support
+    if args.list:
+        for row in support.rows(root / "tests" / "fixtures"):
+            print(row.name)
+        return 0
+    out = Path(args.out) if args.out else root / "docs" / "SUPPORT.md"
+    path = support.write_support(root / "tests" / "fixtures", out, only=args.only)
     print(f"wrote {path}")
     return 0
 

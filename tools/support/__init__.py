@@ -1,0 +1,192 @@
+"""The measured support matrix: every net / recipe with a diffusers fixture, in four modes.
+
+Each fixture area has its rows beside it: `tools/support/<area>.py` defines `rows(fix) -> [Row, ...]`, where
+`fix` is `tests/fixtures/<AREA>` (AREA defaults to the module name; "" for rows that need no fixture). Adding a
+family means adding that one module; this file finds it. `python -m tools.support` (or `msdiff support` inside a
+checkout) runs each row in PyNative and graph mode (`mindspore.jit`), fp16 and fp32, compares with the diffusers
+fp32 output stored in the fixtures, and writes docs/SUPPORT.md. A cell is ✅ with the measured relative L2 error
+when it is within the threshold (fp32 1e-5, fp16 5e-3), else ❌ with the reason.
+"""
+import argparse
+import importlib
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+MODES = (("pynative", "float16"), ("pynative", "float32"), ("graph", "float16"), ("graph", "float32"))
+HEADERS = ("PyNative FP16", "PyNative FP32", "Graph FP16", "Graph FP32")
+THRESHOLD = {"float32": 1e-5, "float16": 5e-3}
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the matrix: run(mode, dtype) -> list of (got, reference) array pairs."""
+
+    name: str
+    family: str
+    run: Callable[[str, str], list]
+
+
+def rel_l2(pairs) -> float:
+    """Largest relative L2 error over (got, reference) pairs, in float64."""
+    worst = 0.0
+    for got, ref in pairs:
+        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+        if got.shape != ref.shape:
+            raise ValueError(f"shape {got.shape} != reference {ref.shape}")
+        worst = max(worst, float(np.linalg.norm(got - ref) / np.linalg.norm(ref)))
+    return worst
+
+
+def call(fn, mode: str, *args):
+    """fn(*args), compiled with mindspore.jit in graph mode; Tensor outputs to float32 numpy."""
+    import mindspore as ms
+    if mode == "graph":
+        fn = ms.jit(fn)
+    out = fn(*args)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.astype(ms.float32).asnumpy() for o in outs]
+
+
+def tensor(a):
+    """A MindSpore Tensor of a numpy array (None stays None)."""
+    import mindspore as ms
+    return None if a is None else ms.Tensor(a)
+
+
+def image_condition_rows(fix: Path, cases: dict, recipe: str) -> list:
+    """Recipe rows of the condition-image pipelines (ControlNet, T2I-Adapter): each case's recorded
+    arguments, condition image, latents and noise; an "adapter" entry names a separate adapter folder."""
+    rows = []
+    for name, meta in sorted(cases.items()):
+        def run(mode, dtype, name=name, meta=meta):
+            import PIL.Image
+            import msdiff
+            from msdiff import recipes
+            d = dict(np.load(fix / f"{name}.npz"))
+            args = {k: v for k, v in meta["args"].items() if k != "output_type"}
+            args.update(image=PIL.Image.fromarray(d["image"]), latents=d["latents"], output_type="np", mode=mode,
+                        noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
+            if meta.get("adapter"):
+                args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
+            components = msdiff.load_pipeline(fix / meta["folder"], dtype=dtype)
+            return [(getattr(recipes, recipe)(components, **args), d["expected"])]
+
+        rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
+    return rows
+
+
+def areas() -> list:
+    """The row modules of tools/support/ (files not starting with '_'), by name."""
+    return sorted(p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_"))
+
+
+def rows(fixtures: Path) -> list:
+    """Every row that has a fixture under `fixtures`."""
+    out = []
+    for area in areas():
+        module = importlib.import_module(f"{__name__}.{area}")
+        out += module.rows(fixtures / getattr(module, "AREA", area))
+    return out
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    first = text.split(" ----")[0]
+    return f"{type(e).__name__}: {first[:120]}"
+
+
+def measure(row: Row) -> list:
+    """The four cells of a row, as strings."""
+    cells = []
+    for mode, dtype in MODES:
+        try:
+            err = rel_l2(row.run(mode, dtype))
+        except Exception as e:  # a failing cell is a result of the matrix, with its reason
+            cells.append(f"❌ {_reason(e)}")
+            continue
+        if not np.isfinite(err):
+            cells.append("❌ non-finite output")
+        elif err <= THRESHOLD[dtype]:
+            cells.append(f"✅ {err:.0e}")
+        else:
+            cells.append(f"❌ rel L2 {err:.1e} > {THRESHOLD[dtype]:.0e}")
+    return cells
+
+
+def render_row(row: Row, cells: list) -> str:
+    """One markdown table line."""
+    return f"| {row.name} | {row.family} | " + " | ".join(cells) + " |"
+
+
+def render(lines: list) -> str:
+    """The whole docs/SUPPORT.md text."""
+    import mindspore as ms
+    head = ["# msdiff support matrix", "",
+            "Generated by `python -m tools.support` or `msdiff support` in a checkout (do not edit by hand). Each",
+            "cell compares msdiff with the diffusers 0.35.2 fp32 output stored in tests/fixtures: ✅ with the",
+            "relative L2 error when it is within 1e-5 (fp32) / 5e-3 (fp16), ❌ with the reason otherwise.",
+            "Graph = `mindspore.jit`.", "",
+            f"Backend: MindSpore {ms.__version__}, device {ms.get_context('device_target')}, "
+            f"{platform.machine()}.", "",
+            "| Row | Kind | " + " | ".join(HEADERS) + " |",
+            "|---|---|" + "---|" * len(HEADERS)]
+    notes = ["", "fp16 cells run weights and activations in fp16 end to end (the VAE decodes in fp32, the",
+             "recipes' default) and compare with diffusers' fp32 output. A single fp16 UNet call is within",
+             "1-2e-3; recipe rows add the error of every step, and rows that return latents (`_end`) or",
+             "blend masked latents (inpaint) are not clipped to the image range, so they can exceed 5e-3."]
+    return "\n".join(head + lines + notes) + "\n"
+
+
+def write_support(fixtures: Path, out: Path, only: Optional[list] = None) -> Path:
+    """Measure every row (or the named ones, keeping the others from `out`) and write the table."""
+    if not fixtures.is_dir():
+        raise FileNotFoundError(f"no fixtures folder {fixtures}: the support matrix is measured in a checkout of "
+                                f"the msdiff repository (tests/fixtures)")
+    all_rows = rows(fixtures)
+    names = [row.name for row in all_rows]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown row name(s) {unknown}; list them with --list")
+    old = {}
+    if only and out.is_file():
+        for line in out.read_text().splitlines():
+            if line.startswith("| ") and not line.startswith("| Row "):
+                old[line.split(" | ")[0][2:]] = line
+    lines = []
+    for row in all_rows:
+        if only and row.name not in only:
+            if row.name in old:
+                lines.append(old[row.name])
+            continue
+        lines.append(render_row(row, measure(row)))
+        print(lines[-1], file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(render(lines))
+    tmp.replace(out)
+    return out
+
+
+def main(argv=None) -> int:
+    """Command-line entry: python -m tools.support [--fixtures DIR] [--out FILE] [--only ROW ...] [--list]."""
+    p = argparse.ArgumentParser(prog="python -m tools.support", description=__doc__.splitlines()[0])
+    p.add_argument("--fixtures", default=str(ROOT / "tests" / "fixtures"))
+    p.add_argument("--out", default=str(ROOT / "docs" / "SUPPORT.md"))
+    p.add_argument("--only", nargs="*", default=None, help="row names to re-measure (see --list)")
+    p.add_argument("--list", action="store_true", help="print the row names and exit")
+    args = p.parse_args(argv)
+    if args.list:
+        for row in rows(Path(args.fixtures)):
+            print(row.name)
+        return 0
+    import mindspore as ms
+    ms.runtime.launch_blocking()
+    print(write_support(Path(args.fixtures), Path(args.out), args.only))
+    return 0
