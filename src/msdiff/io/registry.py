@@ -31,6 +31,7 @@ NETS: dict = {
     "ControlNetModel": "msdiff.nets.controlnet:ControlNetModel",
     "T2IAdapter": "msdiff.nets.t2i_adapter:T2IAdapter",
     "T5EncoderModel": "msdiff.nets.t5:T5EncoderModel",
+    "UNet3DConditionModel": "msdiff.nets.unet_3d_condition:UNet3DConditionModel",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
 }

@@ -1,7 +1,7 @@
 """Precision-explicit tensor primitives; the only layer that knows the backend."""
 from .activation import geglu, gelu, quick_gelu, silu
 from .attention import attention, softmax_bmm_attention
-from .conv import conv2d, conv3d, conv_transpose2d, linear
+from .conv import conv2d, conv3d, conv_transpose2d, linear, temporal_conv
 from .embedding import timestep_embedding
 from .fir import downsample_fir, upfirdn2d, upsample_fir
 from .norm import global_response_norm, group_norm, layer_norm, rms_norm
@@ -10,5 +10,5 @@ from .resample import embedding, interpolate, pad
 __all__ = [
     "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding", "geglu", "gelu",
     "global_response_norm", "group_norm", "interpolate", "layer_norm", "linear", "pad", "quick_gelu", "rms_norm",
-    "silu", "softmax_bmm_attention", "timestep_embedding", "upfirdn2d", "upsample_fir",
+    "silu", "softmax_bmm_attention", "temporal_conv", "timestep_embedding", "upfirdn2d", "upsample_fir",
 ]

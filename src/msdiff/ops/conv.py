@@ -106,9 +106,39 @@ def conv2d(x: Float[Tensor, "b c h w"], weight: Float[Tensor, "o cg kh kw"], bia
     return _add_bias(y, bias)
 
 
+def temporal_conv(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o c kt 1 1"], bias: Float[Tensor, "o"] = None,
+                  padding: int = 0) -> Float[Tensor, "b o ot h w"]:
+    """fp32 on CPU, input dtype elsewhere (fp16 accumulating in fp32; fp32 on every backend): a kt x 1 x 1
+    convolution over frames as kt frame-shifted matmuls [o, c] @ x[b, c, frames * h * w], summed."""
+    check(x.ndim == 5 and weight.ndim == 5 and weight.shape[3:] == (1, 1) and weight.shape[1] == x.shape[1],
+          "temporal_conv", f"x must be [b, c, t, h, w] and weight [o, c, kt, 1, 1] (same c), got {x.shape} and "
+          f"{weight.shape}")
+    b, c, t, h, w = x.shape
+    o, kt = weight.shape[0], weight.shape[2]
+    ot = t + 2 * padding - kt + 1
+    check(ot > 0, "temporal_conv", f"temporal kernel {kt} longer than padded input length {t}")
+    dtype = x.dtype
+    w2 = after(weight, x)
+    if _backend.IS_CPU and dtype != ms.float32:
+        x, w2 = x.astype(ms.float32), w2.astype(ms.float32)
+    if padding:
+        x = ops.pad(x, (0, 0, 0, 0, padding, padding))
+    hw = h * w
+    xs = x.reshape(b, c, -1)
+    w2 = w2.reshape(o, c, kt)
+    y = None
+    for i in range(kt):
+        yi = ops.matmul(w2[:, :, i], xs[:, :, i * hw:(i + ot) * hw])
+        y = yi if y is None else y + yi
+    y = _add_bias(y, None if bias is None else _to(bias, y.dtype))
+    return _to(y.reshape(b, o, ot, h, w), dtype)
+
+
 def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"], bias: Float[Tensor, "o"] = None,
            stride=1, padding=0, dilation=1, groups: int = 1) -> Float[Tensor, "b o ot oh ow"]:
-    """fp32 compute on CPU (sum over kt of frame-batched conv2d), native kernel elsewhere; torch conv3d semantics."""
+    """torch conv3d semantics. kt x 1 x 1 kernels (stride, dilation, groups 1; no spatial padding) run as
+    `temporal_conv` on every backend (fp32 included); others: fp32 sum over kt of frame-batched conv2d on CPU,
+    the native kernel elsewhere."""
     _check_conv("conv3d", x, weight, groups, 3, "b, c, t, h, w")
     check(x.shape[1] == weight.shape[1] * groups and weight.shape[0] % groups == 0, "conv3d",
           f"x has {x.shape[1]} channels; weight must be [o, {x.shape[1] // groups}, kt, kh, kw] with o divisible "
@@ -120,6 +150,8 @@ def conv3d(x: Float[Tensor, "b c t h w"], weight: Float[Tensor, "o cg kt kh kw"]
     o, kt = weight.shape[0], weight.shape[2]
     ot = out_size(t, kt, st, pt, pt, dt)
     check(ot > 0, "conv3d", f"temporal kernel {kt} (dilation {dt}) longer than padded input length {t}")
+    if weight.shape[3:] == (1, 1) and (st, sh, sw, dt, dh, dw, ph, pw, groups) == (1, 1, 1, 1, 1, 1, 0, 0, 1):
+        return temporal_conv(x, weight, bias, pt)
     if not _backend.IS_CPU:
         y = ops.conv3d(x, weight, pad_mode="pad", padding=(pt, ph, pw), stride=(st, sh, sw),
                        dilation=(dt, dh, dw), groups=groups)
