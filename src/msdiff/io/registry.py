@@ -34,6 +34,7 @@ NETS: dict = {
     "UNet3DConditionModel": "msdiff.nets.unet_3d_condition:UNet3DConditionModel",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
+    "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
 }
 
 TOKENIZERS: dict = {
