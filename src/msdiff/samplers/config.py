@@ -3,11 +3,12 @@ import inspect
 from typing import Callable, Dict
 
 from .core import Sampler
-from . import dpm, edm, k, vp
+from . import ddim_inverse, dpm, edm, k, vp
 
 # diffusers _class_name -> factory taking that scheduler's config fields as keyword arguments
 SAMPLERS: Dict[str, Callable[..., Sampler]] = {
     "DDIMScheduler": vp.ddim,
+    "DDIMInverseScheduler": ddim_inverse.ddim_inverse,
     "DDPMScheduler": vp.ddpm,
     "PNDMScheduler": vp.pndm,
     "LCMScheduler": vp.lcm,
