@@ -57,16 +57,16 @@ BASE = json.loads((STRUCTURE / "sd15.json").read_text())["config"]
 
 
 @pytest.mark.parametrize("key, value", [
-    ("class_embed_type", "timestep"), ("num_class_embeds", 10), ("encoder_hid_dim_type", "text_proj"),
-    ("encoder_hid_dim", 768), ("attention_type", "gated"), ("cross_attention_norm", "group_norm"),
+    ("class_embed_type", "simple_projection"), ("encoder_hid_dim_type", "ip_image_proj"),
+    ("encoder_hid_dim_type", "text_proj"), ("attention_type", "gated"), ("cross_attention_norm", "layer_norm"),
     ("resnet_time_scale_shift", "ada_group"), ("mid_block_type", None), ("dual_cross_attention", True),
-    ("addition_embed_type", "text_image"), ("time_embedding_type", "fourier"), ("act_fn", "mish"),
-    ("timestep_post_act", "silu"), ("time_embedding_act_fn", "gelu"), ("class_embeddings_concat", True),
-    ("num_attention_heads", 8), ("down_block_types", ["SimpleCrossAttnDownBlock2D", "DownBlock2D"]),
+    ("addition_embed_type", "image"), ("time_embedding_type", "fourier"), ("act_fn", "mish"),
+    ("timestep_post_act", "silu"), ("time_embedding_act_fn", "mish"), ("class_embeddings_concat", True),
+    ("num_attention_heads", 8), ("down_block_types", ["AttnDownBlock2D", "DownBlock2D"]),
     ("some_future_key", 1),
 ])
 def test_unsupported_config_is_named(key, value):
-    with pytest.raises(ValueError, match=key if key != "down_block_types" else "SimpleCrossAttnDownBlock2D"):
+    with pytest.raises(ValueError, match=key if key != "down_block_types" else "AttnDownBlock2D"):
         unet.config_from_diffusers(dict(BASE, **{key: value}))
 
 
