@@ -43,7 +43,8 @@ def _block_out(unet, d: dict, path: str, dtype):
 
 
 BLOCKS = {"transformer_in": "TransformerTemporalModel", "down_blocks.0.temp_convs.0": "TemporalConvLayer",
-          "down_blocks.0": "CrossAttnDownBlock3D", "down_blocks.1": "DownBlock3D", "mid_block": "UNetMidBlock3DCrossAttn",
+          "down_blocks.0": "CrossAttnDownBlock3D", "down_blocks.1": "DownBlock3D",
+          "mid_block": "UNetMidBlock3DCrossAttn",
           "up_blocks.0": "UpBlock3D", "up_blocks.1": "CrossAttnUpBlock3D"}
 
 

@@ -30,7 +30,8 @@ class TemporalResnetBlock(nn.Cell):
         if in_channels != out_channels:
             self.conv_shortcut = Conv3d(in_channels, out_channels, 1, dtype=dtype)
 
-    def construct(self, x: Float[Tensor, "b c f h w"], temb: Float[Tensor, "b f t"] = None) -> Float[Tensor, "b o f h w"]:
+    def construct(self, x: Float[Tensor, "b c f h w"],
+                  temb: Float[Tensor, "b f t"] = None) -> Float[Tensor, "b o f h w"]:
         h = self.conv1(ops.silu(self.norm1(x)))
         if self.time_emb_proj is not None:
             h = h + self.time_emb_proj(ops.silu(temb)).transpose(0, 2, 1)[:, :, :, None, None]

@@ -32,6 +32,8 @@ NETS: dict = {
     "T2IAdapter": "msdiff.nets.t2i_adapter:T2IAdapter",
     "T5EncoderModel": "msdiff.nets.t5:T5EncoderModel",
     "UNet3DConditionModel": "msdiff.nets.unet_3d_condition:UNet3DConditionModel",
+    "UNetSpatioTemporalConditionModel": "msdiff.nets.unet_spatio_temporal:UNetSpatioTemporalConditionModel",
+    "AutoencoderKLTemporalDecoder": "msdiff.nets.autoencoder_kl_temporal:AutoencoderKLTemporalDecoder",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
