@@ -29,13 +29,17 @@ def digits_16x16() -> tuple:
 
 def train_digits(out_dir, *, steps: int = 2000, seed: int = 0, batch_size: int = 32, learning_rate: float = 2e-3,
                  ema_decay: float = 0.995, save_every: int = 100, export=None) -> Path:
-    """Train (or resume, from out_dir) the class-conditional digit model; optionally copy the pipeline to export."""
+    """Train (or resume, from out_dir) the class-conditional digit model; optionally copy the pipeline to export.
+
+    Under msrun the global batch_size is split across the workers and rank 0 alone writes out_dir and export.
+    """
+    from ..distributed import world
     from .train import train_unconditional
     images, labels = digits_16x16()
     train_unconditional(images, labels, out_dir=out_dir, unet_config=UNET_CONFIG, num_steps=steps,
                         batch_size=batch_size, learning_rate=learning_rate, warmup_steps=50, ema_decay=ema_decay,
                         beta_schedule="squaredcos_cap_v2", label_dropout=0.1, seed=seed, save_every=save_every)
-    if export is None:
+    if export is None or not world().is_main:
         return Path(out_dir)
     dest = Path(export)
     for name in ("unet", "scheduler"):
