@@ -68,7 +68,7 @@ def test_wrong_input_size():
 def test_config_from_diffusers():
     d = json.loads((FIXTURES / "dpt" / "config.json").read_text())
     c = dpt.config_from_diffusers(d)
-    assert (c.hidden_size, c.fusion_hidden_size, c.backbone_config.depths) == (32, 8, (1, 2, 1))
+    assert (c.hidden_size, c.fusion_hidden_size, c.backbone_config.depths) == (32, 8, (1, 1, 2))
     assert DPTConfig().neck_hidden_sizes == (256, 512, 768, 768)
     with pytest.raises(ValueError, match="is_hybrid=False"):
         dpt.config_from_diffusers(dict(d, is_hybrid=False))
@@ -130,3 +130,18 @@ def test_dpt_image_errors():
         dpt_image.dpt_image_config({"crop_size": 224})
     with pytest.raises(ValueError, match="expected an RGB image"):
         dpt_image.preprocess(PIL.Image.new("L", (20, 20)))
+
+
+@pytest.mark.parametrize("size", [(64, 96), (296, 200), (16, 24)])
+def test_depth_condition(size):
+    arrays = _processor_ref()[0]
+    got = dpt_image.depth_condition(arrays["depth:input"], *size).asnumpy()
+    want = arrays[f"depth:{size[0]}x{size[1]}"]
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+
+
+def test_depth_condition_errors():
+    with pytest.raises(ValueError, match=r"\[batch, height, width\]"):
+        dpt_image.depth_condition(np.ones((1, 1, 8, 8)), 64, 64)
+    with pytest.raises(ValueError, match="constant"):
+        dpt_image.depth_condition(np.ones((1, 8, 8)), 64, 64)

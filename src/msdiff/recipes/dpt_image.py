@@ -113,3 +113,44 @@ def preprocess(images: ImageInput, config: DPTImageConfig = DPTImageConfig()) ->
         raise ValueError(f"DPTImageProcessor: images of different sizes after preprocessing "
                          f"({sorted({a.shape for a in out})}); resize them to one size")
     return stack(out)
+
+
+# Depth maps as UNet conditioning ------------------------------------------------------------------
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """Keys' cubic convolution weights (a = -0.75, as torch) of the 4 taps around each source position."""
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def _bicubic_axis(x: np.ndarray, axis: int, out_len: int) -> np.ndarray:
+    """Resize of one axis as torch's bicubic interpolate (align_corners=False, edge-clamped taps): source
+    positions and weights in float32 as torch computes them (they move the result by ~1e-6), sums in float64."""
+    n, f = x.shape[axis], np.float32
+    src = (f(n) / f(out_len)) * (np.arange(out_len).astype(f) + f(0.5)) - f(0.5)
+    base = np.floor(src)
+    w = _cubic_weights((src - base).astype(f), a=f(-0.75)).astype(np.float64)
+    idx = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1)
+    taps = np.take(np.moveaxis(x, axis, -1), idx, axis=-1)  # (..., out_len, 4)
+    return np.moveaxis((taps * w).sum(-1), -1, axis)
+
+
+def depth_condition(depth, height: int, width: int, vae_scale_factor: int = 8) -> Float[Tensor, "b 1 h w"]:
+    """Predicted depth [b, H, W] -> the depth2img UNet's extra channel [b, 1, height/f, width/f] in [-1, 1]:
+    bicubic resize (torch's, align_corners=False) and per-image min-max scaling, as diffusers' prepare_depth_map."""
+    d = np.asarray(depth.asnumpy() if isinstance(depth, Tensor) else depth, np.float64)
+    if d.ndim != 3:
+        raise ValueError(f"depth_map must be [batch, height, width], got shape {d.shape}")
+    h, w = height // vae_scale_factor, width // vae_scale_factor
+    if h < 1 or w < 1:
+        raise ValueError(f"depth_map: image size {height}x{width} is smaller than the VAE factor {vae_scale_factor}")
+    d = _bicubic_axis(_bicubic_axis(d.astype(np.float32).astype(np.float64), 1, h), 2, w)[:, None]
+    lo, hi = d.min(axis=(1, 2, 3), keepdims=True), d.max(axis=(1, 2, 3), keepdims=True)
+    if np.any(hi == lo):
+        raise ValueError("depth_map: a depth map is constant (max == min); it cannot be scaled to [-1, 1]")
+    return Tensor((2.0 * (d - lo) / (hi - lo) - 1.0).astype(np.float32))
