@@ -142,3 +142,17 @@ def test_clip_image_errors(tmp_path):
         clip_image.load_clip_image_config(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": 20, "crop_size": 16}))
     assert clip_image.load_clip_image_config(tmp_path).crop_size == (16, 16)
+
+
+def test_encode_image():
+    net, ref = _net("image_encoder", "float32"), _ref()
+    pixels = ms.Tensor(ref["image_encoder:pixel_values"])
+    embeds = clip_image.encode_image(net, pixels, num_images_per_prompt=2).asnumpy()
+    want = ref["image_encoder:pooled"]
+    assert embeds.shape == (4, 1, want.shape[-1])
+    np.testing.assert_allclose(embeds[:, 0], np.repeat(want, 2, axis=0), atol=1e-5)
+    image = (np.random.default_rng(0).random((45, 37, 3)) * 255).astype(np.uint8)
+    config = clip_image.clip_image_config({"size": 30, "crop_size": 30})
+    got = clip_image.encode_image(net, image, config).asnumpy()
+    direct = net(clip_image.preprocess(image, config))[1].asnumpy()
+    np.testing.assert_array_equal(got[:, 0], direct)

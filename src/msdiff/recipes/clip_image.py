@@ -205,3 +205,16 @@ def preprocess(images: ImageInput, config: CLIPImageConfig = CLIPImageConfig()) 
         raise ValueError(f"CLIPImageProcessor: images of different sizes after preprocessing "
                          f"({sorted({a.shape for a in out})}); enable the center crop or pass one size")
     return stack(out)
+
+
+def encode_image(image_encoder, image, config: CLIPImageConfig = CLIPImageConfig(),
+                 num_images_per_prompt: int = 1) -> Float[Tensor, "b 1 p"]:
+    """Image embeddings [b * num_images_per_prompt, 1, projection_dim] in float32 (diffusers' image-variation
+    `_encode_image` without the CFG half, which is zeros): PIL / numpy images are preprocessed with `config`;
+    a Tensor is taken as pixel_values."""
+    pixels = image if isinstance(image, Tensor) else preprocess(image, config)
+    if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+        raise ValueError(f"num_images_per_prompt must be a positive int, got {num_images_per_prompt!r}")
+    embeds = image_encoder(pixels)[1].astype(ms.float32)
+    embeds = embeds.reshape(embeds.shape[0], 1, embeds.shape[-1])
+    return ms.ops.repeat_interleave(embeds, num_images_per_prompt, 0) if num_images_per_prompt > 1 else embeds
