@@ -142,8 +142,35 @@ class CLIPTokenizer(_Tokenizer):
             pre_tokenizers.Split(Regex(_PATTERN), behavior="removed", invert=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
-        specials = sorted({bos_token, eos_token, unk_token, pad_token}, key=len, reverse=True)
-        self._specials = re.compile("(" + "|".join(re.escape(t) for t in specials) + ")")
+        self._special_tokens = {bos_token, eos_token, unk_token, pad_token}
+        self.added_tokens = {}  # textual-inversion tokens (add_tokens) -> id
+        self._compile_splitter()
+
+    def _compile_splitter(self) -> None:
+        """Split on special and added tokens, longest first (transformers' added-token trie)."""
+        tokens = sorted(self._special_tokens | set(self.added_tokens), key=len, reverse=True)
+        self._specials = re.compile("(" + "|".join(re.escape(t) for t in tokens) + ")")
+
+    def add_tokens(self, tokens) -> list:
+        """Add whole-word tokens (textual inversion) with the next free ids; returns their ids."""
+        for token in tokens:
+            if token in self.vocab:
+                raise ValueError(f"CLIPTokenizer: token {token!r} is already in the vocabulary")
+            self.vocab[token] = self.added_tokens[token] = len(self.vocab)
+            self._decoder[self.vocab[token]] = token
+        self._compile_splitter()
+        return [self.vocab[t] for t in tokens]
+
+    def expand_multi_vector(self, text: str) -> str:
+        """diffusers' maybe_convert_prompt: an added token with `token_1`, `token_2`, ... becomes all of them."""
+        pieces = self._specials.split(text)
+        for token in sorted({p for p in pieces[1::2] if p in self.added_tokens}):
+            i, replacement = 1, token
+            while f"{token}_{i}" in self.added_tokens:
+                replacement += f" {token}_{i}"
+                i += 1
+            text = text.replace(token, replacement)
+        return text
 
     @classmethod
     def from_pretrained(cls, folder) -> "CLIPTokenizer":
@@ -165,8 +192,10 @@ class CLIPTokenizer(_Tokenizer):
         return cls(vocab, merges, **kwargs)
 
     def encode(self, text: str) -> list:
-        """Token ids of text without bos/eos, padding or truncation."""
+        """Token ids of text without bos/eos, padding or truncation (multi-vector added tokens expanded)."""
         ids = []
+        if self.added_tokens:
+            text = self.expand_multi_vector(text)
         for i, piece in enumerate(self._specials.split(text)):
             if i % 2:
                 ids.append(self.vocab[piece])

@@ -146,6 +146,19 @@ class CLIPTextTransformer(nn.Cell):
         return last, pooled, states
 
 
+def append_token_embeddings(net, rows: Float[np.ndarray, "k d"]) -> int:
+    """Append rows to a CLIP text encoder's token-embedding table (textual inversion); returns the first new id."""
+    table = net.text_model.embeddings.token_embedding
+    old = table.weight
+    if rows.ndim != 2 or rows.shape[1] != old.shape[1]:
+        raise ValueError(f"CLIP text: embedding rows must be [k, {old.shape[1]}], got {rows.shape}")
+    first = old.shape[0]
+    grown = np.concatenate([old.asnumpy(), rows.astype(old.asnumpy().dtype)], 0)
+    table.weight = ms.Parameter(Tensor(grown), name=old.name)
+    net.config = dataclasses.replace(net.config, vocab_size=grown.shape[0])
+    return first
+
+
 class CLIPTextModel(nn.Cell):
     """CLIP text encoder; returns (last_hidden_state, pooled_output, hidden_states)."""
 
