@@ -2,7 +2,8 @@
 
 The msrun test launches this file as the worker script (`python tests/test_distributed.py WORKDIR` in each of two
 CPU workers on 127.0.0.1): the workers draw a prompts file with the shipped digit model, then train a tiny
-UNet2DModel data-parallel, stop, resume and finish; the pytest process meanwhile trains the same run alone.
+UNet2DModel data-parallel, stop, resume and finish, and average tensors in a compiled graph; the pytest process
+meanwhile trains the same run alone.
 """
 import json
 import os
@@ -24,7 +25,7 @@ TINY = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, bl
             norm_num_groups=2, down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",),
             attention_head_dim=4, num_class_embeds=3)  # the mid block keeps one attention layer
 GLOBAL_BATCH, STEPS, FIRST_LEG = 4, 4, 2
-MSRUN_TIMEOUT_S = 300
+MSRUN_TIMEOUT_S = 480  # the run takes ~6 min on this 2-core machine under load 15; see the report
 
 
 def _data():
@@ -177,6 +178,7 @@ def test_msrun_two_workers_batch_and_data_parallel_training(tmp_path):
     assert reports[0]["writes"] > 0 and reports[1]["writes"] == 0
     np.testing.assert_allclose(reports[0]["losses"], alone, rtol=1e-5, atol=0)
     assert reports[0]["losses"] == reports[1]["losses"]
+    assert reports[0]["compiled_mean"] == reports[1]["compiled_mean"] == [[1.5], [[1.0, 1.0], [1.0, 1.0]]]
     from safetensors.numpy import load_file
     ours = load_file(str(tmp_path / "parallel" / "unet" / "diffusion_pytorch_model.safetensors"))
     ref = load_file(str(tmp_path / "alone" / "unet" / "diffusion_pytorch_model.safetensors"))
@@ -185,7 +187,11 @@ def test_msrun_two_workers_batch_and_data_parallel_training(tmp_path):
 
 
 def _worker(work: Path) -> None:
-    """One msrun worker: batch-draw the prompts file, then train data-parallel in two legs (jit off, then on)."""
+    """One msrun worker: batch-draw the prompts file, train data-parallel in two legs, average under jit."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from msdiff.distributed import MeanOverRanks
     from msdiff.recipes import train
     from msdiff.recipes.unconditional import load_digits_model
     w = distributed.world()
@@ -198,9 +204,12 @@ def _worker(work: Path) -> None:
     losses = []
     _train(work / "parallel", FIRST_LEG, False, losses)
     distributed.barrier()
-    _train(work / "parallel", STEPS, True, losses)
+    _train(work / "parallel", STEPS, False, losses)
+    mean = ms.jit(MeanOverRanks(w.size))
+    compiled = [t.asnumpy().tolist() for t in mean((Tensor([w.rank + 1.0]), Tensor(np.full((2, 2), w.rank * 2.0))))]
     report = {"rank": w.rank, "size": w.size, "written": [p.name for p in batch.written], "skipped": batch.skipped,
-              "writes": len(writes), "losses": losses}
+              "writes": len(writes), "losses": losses,
+              "compiled_mean": compiled}
     (work / f"report_{w.rank}.json").write_text(json.dumps(report))
 
 

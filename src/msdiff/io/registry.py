@@ -37,6 +37,8 @@ NETS: dict = {
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
+    "PriorTransformer": "msdiff.nets.prior_transformer:PriorTransformer",
+    "UnCLIPTextProjModel": "msdiff.nets.unclip_text_proj:UnCLIPTextProjModel",
 }
 
 TOKENIZERS: dict = {
