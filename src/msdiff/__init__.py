@@ -1,7 +1,10 @@
 """msdiff: kernel-first diffusion models on MindSpore."""
 __version__ = "0.1.0"
 
-_LAZY = {"load": "msdiff.io", "load_pipeline": "msdiff.io", "Components": "msdiff.io"}
+_LAZY = {"load": "msdiff.io", "load_pipeline": "msdiff.io", "Components": "msdiff.io",
+         **{name: "msdiff.io.lora" for name in ("load_lora", "set_adapters", "fuse_lora", "unfuse_lora",
+                                                "delete_adapters", "unload_lora", "apply_addons")},
+         "load_textual_inversion": "msdiff.io.textual_inversion"}
 
 
 def __getattr__(name):
