@@ -1,15 +1,19 @@
 """`msdiff.load`: a diffusers/transformers component folder -> an msdiff net with its weights."""
+import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
+from ..nets._precision import apply_fp32_blocks
+from ..nets._config import check_values
 from ..ops._backend import check_compute_dtype
-from .paths import CheckpointNotFoundError, LoadError, resolve_folder
+from .paths import CheckpointNotFoundError, LoadError, confined, resolve_folder, trust_root
 from .registry import net_entry
 from .weights import find_weight_files, load_weights
 
@@ -29,8 +33,9 @@ def parse_dtype(dtype) -> "ms.dtype":
     return dtype
 
 
-def read_config(folder: "str | os.PathLike", name: str = "config.json") -> dict:
-    """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent)."""
+def read_config(folder: "str | os.PathLike", name: str = "config.json", root: "str | os.PathLike" = None) -> dict:
+    """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent); the file must
+    resolve inside `root` (default: the folder, or its hub cache repo; see `paths.trust_root`)."""
     path = Path(folder) / name
     if not path.is_file():
         hint = ""
@@ -40,6 +45,7 @@ def read_config(folder: "str | os.PathLike", name: str = "config.json") -> dict:
                     f"{', '.join(subfolders)})")
         raise CheckpointNotFoundError(f"no {name} in {folder}; a diffusers/transformers component folder "
                                       f"holds {name} next to its *.safetensors weights{hint}")
+    confined(path, trust_root(folder) if root is None else root)
     try:
         config = json.loads(path.read_text())
     except ValueError as e:
@@ -59,8 +65,20 @@ def class_name_of(config: dict, path: "str | os.PathLike" = "config.json") -> st
     return name
 
 
+def _read_net_config(entry, config_dict: dict, class_name: str, config_path: Path):
+    """entry.config_from_diffusers(config_dict), each value first checked against the field types and ranges of
+    the config class it returns (`nets._config.check_values`); LoadError naming the file otherwise."""
+    config_cls = typing.get_type_hints(entry.config_from_diffusers).get("return")
+    try:
+        if dataclasses.is_dataclass(config_cls):
+            check_values(config_cls, config_dict, class_name)
+        return entry.config_from_diffusers(config_dict)
+    except ValueError as e:
+        raise LoadError(f"{config_path}: {e}") from e
+
+
 def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, *, dtype="float32",
-         variant: Optional[str] = None) -> nn.Cell:
+         variant: Optional[str] = None, fp32_blocks: Sequence[str] = ()) -> nn.Cell:
     """Build the msdiff net named by config.json and fill it, strictly, from the folder's safetensors.
 
     `path_or_repo_id`: a local folder, or a hub repo id already in the huggingface_hub cache (never
@@ -68,23 +86,29 @@ def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, 
     load. `variant`: e.g. "fp16" reads diffusion_pytorch_model.fp16.safetensors / model.fp16.safetensors.
     The net is built under `mindspore.nn.utils.no_init_parameters` (no random initialisation, no
     memory until a tensor arrives); every parameter then gets its data from the file, or the load fails.
+    `fp32_blocks`: a precision plan, sub-cell names (e.g. "decoder.up_blocks.3") computed in float32 in a
+    half-precision net (msdiff.nets._precision; msdiff.diagnose.precision_report suggests one).
     """
     compute_dtype = parse_dtype(dtype)
-    folder = resolve_folder(path_or_repo_id, subfolder)
+    base = resolve_folder(path_or_repo_id)
+    folder, root = resolve_folder(base, subfolder), trust_root(base)
     config_path = folder / "config.json"
-    config_dict = read_config(folder)
+    config_dict = read_config(folder, root=root)
     class_name = class_name_of(config_dict, config_path)
     try:
         entry = net_entry(class_name)
     except ValueError as e:
         raise LoadError(f"{config_path}: {e}") from e
-    find_weight_files(folder, variant)
+    find_weight_files(folder, variant, root=root)
+    config = _read_net_config(entry, config_dict, class_name, config_path)
     try:
-        config = entry.config_from_diffusers(config_dict)
-    except ValueError as e:
-        raise LoadError(f"{config_path}: {e}") from e
-    with no_init_parameters():
-        net = entry.cls(config, dtype=compute_dtype)
-    load_weights(net, folder, entry.map_weights, variant=variant)
+        with no_init_parameters():
+            net = entry.cls(config, dtype=compute_dtype)
+    except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, AttributeError) as e:
+        raise LoadError(f"{config_path}: this config does not build a {class_name} "
+                        f"({type(e).__name__}: {e})") from e
+    load_weights(net, folder, entry.map_weights, variant=variant, root=root)
+    if fp32_blocks:
+        apply_fp32_blocks(net, fp32_blocks)
     net.set_train(False)
     return net
