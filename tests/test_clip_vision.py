@@ -18,11 +18,12 @@ from msdiff.recipes import clip_image
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sd_extras"
 MODELS = ("image_encoder", "vision_model")
+FOLDERS = {"image_encoder": "image_variation/image_encoder", "vision_model": "vision_model"}
 
 
 @functools.lru_cache(maxsize=None)
 def _net(model: str, dtype: str):
-    return msdiff.load(FIXTURES / model, dtype=dtype)
+    return msdiff.load(FIXTURES / FOLDERS[model], dtype=dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +67,7 @@ def test_wrong_image_size():
 
 
 def test_config_from_diffusers():
-    d = json.loads((FIXTURES / "image_encoder" / "config.json").read_text())
+    d = json.loads((FIXTURES / FOLDERS["image_encoder"] / "config.json").read_text())
     c = clip_vision.config_from_diffusers(d)
     assert (c.hidden_size, c.patch_size, c.image_size, c.hidden_act) == (32, 6, 30, "gelu")
     assert clip_vision.config_from_diffusers({}).patch_size == 32  # transformers' defaults for missing keys

@@ -20,9 +20,12 @@ from msdiff.recipes import dpt_image
 FIXTURES = Path(__file__).parent / "fixtures" / "sd_extras"
 
 
+FOLDERS = {"dpt": "depth2img/depth_estimator", "dpt_bn": "dpt_bn"}
+
+
 @functools.lru_cache(maxsize=None)
 def _net(model: str, dtype: str):
-    return msdiff.load(FIXTURES / model, dtype=dtype)
+    return msdiff.load(FIXTURES / FOLDERS[model], dtype=dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +69,7 @@ def test_wrong_input_size():
 
 
 def test_config_from_diffusers():
-    d = json.loads((FIXTURES / "dpt" / "config.json").read_text())
+    d = json.loads((FIXTURES / FOLDERS["dpt"] / "config.json").read_text())
     c = dpt.config_from_diffusers(d)
     assert (c.hidden_size, c.fusion_hidden_size, c.backbone_config.depths) == (32, 8, (1, 1, 2))
     assert DPTConfig().neck_hidden_sizes == (256, 512, 768, 768)

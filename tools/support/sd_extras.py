@@ -9,8 +9,9 @@ from . import Row, call, tensor
 def _clip_rows(fix: Path) -> list:
     import msdiff
     rows = []
-    for folder, cls in (("image_encoder", "CLIPVisionModelWithProjection"), ("vision_model", "CLIPVisionModel")):
-        def run(mode, dtype, folder=folder):
+    for key, folder, cls in (("image_encoder", "image_variation/image_encoder", "CLIPVisionModelWithProjection"),
+                             ("vision_model", "vision_model", "CLIPVisionModel")):
+        def run(mode, dtype, key=key, folder=folder):
             d = dict(np.load(fix / "clip_vision.npz"))
             net = msdiff.load(fix / folder, dtype=dtype)
 
@@ -18,8 +19,8 @@ def _clip_rows(fix: Path) -> list:
                 out = net(x)
                 return out[0], out[1]
 
-            last, pooled = call(f, mode, tensor(d[f"{folder}:pixel_values"]))
-            return [(last, d[f"{folder}:last"]), (pooled, d[f"{folder}:pooled"])]
+            last, pooled = call(f, mode, tensor(d[f"{key}:pixel_values"]))
+            return [(last, d[f"{key}:last"]), (pooled, d[f"{key}:pooled"])]
 
         rows.append(Row(f"{cls} (tiny)", "net", run))
     return rows
@@ -28,15 +29,16 @@ def _clip_rows(fix: Path) -> list:
 def _dpt_rows(fix: Path) -> list:
     import msdiff
     rows = []
-    for folder, tag in (("dpt", "tiny hybrid"), ("dpt_bn", "tiny hybrid, batch-norm fusion")):
-        def run(mode, dtype, folder=folder):
+    for key, folder, tag in (("dpt", "depth2img/depth_estimator", "tiny hybrid"),
+                             ("dpt_bn", "dpt_bn", "tiny hybrid, batch-norm fusion")):
+        def run(mode, dtype, key=key, folder=folder):
             d = dict(np.load(fix / "dpt.npz"))
             net = msdiff.load(fix / folder, dtype=dtype)
 
             def f(x):
                 return net(x)
 
-            return [(call(f, mode, tensor(d["pixel_values"]))[0], d[f"{folder}:predicted_depth"])]
+            return [(call(f, mode, tensor(d["pixel_values"]))[0], d[f"{key}:predicted_depth"])]
 
         rows.append(Row(f"DPTForDepthEstimation ({tag})", "net", run))
     return rows

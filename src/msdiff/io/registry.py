@@ -34,6 +34,8 @@ NETS: dict = {
     "UNet3DConditionModel": "msdiff.nets.unet_3d_condition:UNet3DConditionModel",
     "UNetSpatioTemporalConditionModel": "msdiff.nets.unet_spatio_temporal:UNetSpatioTemporalConditionModel",
     "AutoencoderKLTemporalDecoder": "msdiff.nets.autoencoder_kl_temporal:AutoencoderKLTemporalDecoder",
+    "UNetMotionModel": "msdiff.nets.unet_motion:UNetMotionModel",
+    "MotionAdapter": "msdiff.nets.unet_motion:MotionAdapter",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
