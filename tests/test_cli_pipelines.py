@@ -20,7 +20,9 @@ import pytest
 
 import msdiff
 from msdiff.cli import main
-from msdiff.recipes import consistency, ldm, unconditional
+import importlib
+
+consistency, ldm, unconditional = (importlib.import_module(f"msdiff.recipes.{m}") for m in ("consistency", "ldm", "unconditional"))
 
 PIX2PIX_MODULE = importlib.import_module("msdiff.recipes.instruct_pix2pix")  # the package exports the function
 DIT_MODULE = importlib.import_module("msdiff.recipes.dit")

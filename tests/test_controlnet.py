@@ -3,6 +3,7 @@
 Bounds: nets fp32 relative L2 <= 1e-5 and max abs <= 1e-4, fp16 relative L2 <= 5e-3 against diffusers' fp32
 output; pipeline images fp32 max abs <= 1e-4. PyNative and graph mode (mindspore.jit / mode="graph").
 """
+import importlib
 import dataclasses
 import json
 from functools import lru_cache
@@ -118,7 +119,7 @@ def _pipeline(folder: str):
 
 
 def _pipeline_call(case: str, mode: str, **override):
-    from msdiff.recipes import controlnet as recipe
+    recipe = importlib.import_module("msdiff.recipes.controlnet")
 
     meta = CASES["pipelines"][case]
     with np.load(FIX / f"{case}.npz") as f:
@@ -171,7 +172,7 @@ def test_control_image_preprocessing():
     (ms.Tensor(np.zeros((1, 1, 32, 40), np.float32)), r"\(3, 32, 40\)"),
 ])
 def test_control_image_errors(image, match):
-    from msdiff.recipes import controlnet as recipe
+    recipe = importlib.import_module("msdiff.recipes.controlnet")
 
     with pytest.raises(ValueError, match=match):
         recipe.controlnet(_pipeline("sd"), "a cat", image, height=32, width=40, num_inference_steps=2)
@@ -183,7 +184,7 @@ def test_control_image_errors(image, match):
     (dict(image=None), "image="),
 ])
 def test_call_errors(kwargs, match):
-    from msdiff.recipes import controlnet as recipe
+    recipe = importlib.import_module("msdiff.recipes.controlnet")
 
     args = dict(image=np.zeros((32, 32, 3), np.uint8), num_inference_steps=2)
     args.update(kwargs)
@@ -192,7 +193,7 @@ def test_call_errors(kwargs, match):
 
 
 def test_needs_a_controlnet():
-    from msdiff.recipes import controlnet as recipe
+    recipe = importlib.import_module("msdiff.recipes.controlnet")
 
     with pytest.raises(ValueError, match="no 'controlnet' component"):
         recipe.controlnet(msdiff.load_pipeline(FIX.parent / "pipelines" / "sd"), "a cat", np.zeros((32, 32, 3)))

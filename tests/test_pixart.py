@@ -15,7 +15,9 @@ import msdiff
 from msdiff.nets.dit import DiTTransformer2DModel
 from msdiff.nets.pixart import PixArtConfig, PixArtTransformer2DModel, config_from_diffusers, map_weights
 from msdiff.nets.transformer_2d_legacy import config_from_diffusers as legacy_config
-from msdiff.recipes import pixart as pixart_recipe
+import importlib
+
+pixart_recipe = importlib.import_module("msdiff.recipes.pixart")
 from msdiff.recipes.pixart import classify_height_width_bin, encode_prompt_t5, pixart, resize_and_crop
 from msdiff.recipes.steps import decode, postprocess
 

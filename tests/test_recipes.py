@@ -7,6 +7,7 @@ behaviour tests; tests/test_recipes_graph.py runs the same cases in graph mode.
 import json
 from pathlib import Path
 
+import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor
@@ -176,16 +177,19 @@ def test_sampler_by_name_uses_the_checkpoint_config():
 
 def test_public_steps_compose_to_the_recipe():
     """The README's step-by-step pipeline gives the recipe's image exactly."""
-    from msdiff.recipes import conditioning, denoise, steps
+    from msdiff import conditioning, samplers
+    from msdiff.recipes import sd, steps
 
     c = components("sd")
     emb = steps.encode_prompt(c, "a cat", "blurry")
-    smp = denoise.resolve_sampler(c)
+    smp = samplers.resolve_sampler(c.scheduler)
     sch = smp.schedule(3)
     noise = steps.NoiseSource(seed=0)
     x = steps.prepare_latents(c, 1, 64, 64, noise, init_noise_sigma=sch.init_noise_sigma)
-    den = conditioning.make_denoiser(c, emb, guidance_scale=7.5, height=64, width=64)
-    x = denoise.denoise(den, smp, sch, x, noise)
+    cfg = conditioning.CFG(7.5)
+    model = conditioning.compose(c.unet, sd.sd_inputs(c, emb, sd.MicroConditioning(), guidance_scale=7.5, height=64,
+                                                      width=64, guidance=cfg), guidance=cfg)
+    x = samplers.sample(model, x, sch, smp, noise, mode="pynative")
     by_steps = steps.postprocess(steps.decode(c, x), "np")
     by_recipe = recipes.text_to_image(c, "a cat", "blurry", num_inference_steps=3, height=64, width=64, seed=0,
                                       output_type="np")
@@ -193,5 +197,15 @@ def test_public_steps_compose_to_the_recipe():
 
 
 def test_non_finite_error_names_the_denoising_step():
+    """A NaN planted in a UNet weight after loading makes the first step NaN: the error names that step."""
+    c = msdiff.load_pipeline(FIX / "sd")
+    name, p = next((n, p) for n, p in c.unet.parameters_and_names() if "conv_in" in n and "weight" in n)
+    p.set_data(ms.Tensor(np.full(p.shape, np.nan, np.float32)))
     with pytest.raises(recipes.NonFiniteError, match=r"denoising step 0 \(timestep"):
-        _sd_t2i(seed=0, guidance_scale=float("inf"))
+        recipes.text_to_image(c, "a cat", num_inference_steps=2, height=64, width=64, seed=0)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_non_finite_guidance_scale_is_refused(value):
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        _sd_t2i(seed=0, guidance_scale=value)

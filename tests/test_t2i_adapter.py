@@ -4,6 +4,7 @@ diffusers 0.35.2.
 Bounds: nets fp32 relative L2 <= 1e-5 and max abs <= 1e-4, fp16 relative L2 <= 5e-3 against diffusers' fp32
 output; pipeline images fp32 max abs <= 1e-4. PyNative and graph mode (mindspore.jit / mode="graph").
 """
+import importlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -131,7 +132,7 @@ def _pipeline(folder: str):
 
 
 def _pipeline_call(case: str, mode: str, **override):
-    from msdiff.recipes import t2i_adapter as recipe
+    recipe = importlib.import_module("msdiff.recipes.t2i_adapter")
 
     meta = CASES["pipelines"][case]
     d = _arrays(f"{case}.npz")
@@ -202,7 +203,7 @@ def test_features_batching():
     (dict(adapter_conditioning_factor=1.5), "adapter_conditioning_factor"),
 ])
 def test_call_errors(kwargs, match):
-    from msdiff.recipes import t2i_adapter as recipe
+    recipe = importlib.import_module("msdiff.recipes.t2i_adapter")
 
     args = dict(image=np.zeros((32, 32, 3), np.uint8), height=32, width=32, num_inference_steps=2)
     args.update(kwargs)
@@ -211,7 +212,7 @@ def test_call_errors(kwargs, match):
 
 
 def test_needs_an_adapter():
-    from msdiff.recipes import t2i_adapter as recipe
+    recipe = importlib.import_module("msdiff.recipes.t2i_adapter")
 
     with pytest.raises(ValueError, match="no 'adapter' component"):
         recipe.t2i_adapter(msdiff.load_pipeline(FIX.parent / "pipelines" / "sd"), "a cat", np.zeros((32, 32, 3)))

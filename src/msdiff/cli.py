@@ -1,25 +1,23 @@
 """`msdiff generate | train | support`: the command line over the recipes."""
 import argparse
+import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, OSError)
 
 
-_GENERATE_HELP = """Generate one image with the recipe of the --model folder's pipeline class (model_index.json):
-  StableDiffusion*/LatentConsistencyModel*  text-to-image; with --image image-to-image; with --mask inpainting
-  StableDiffusion[XL]InpaintPipeline        inpainting: --image and --mask required
-  *Img2ImgPipeline (SD, SD-XL, LCM)         image-to-image: --image required
-  StableDiffusionInstructPix2PixPipeline    edit --image (required) following --prompt; --image-guidance (steps 100)
-  StableDiffusion[XL]ControlNetPipeline     --image is the control image (required); --controlnet-scale
-  StableDiffusion[XL]AdapterPipeline        --image is the condition image (required); --adapter-scale
-  DDPMPipeline / DDIMPipeline               unconditional (--class-label if class-conditional; steps 1000 / 50)
-  ConsistencyModelPipeline                  consistency sampling (steps 1, --class-label)
-  DiTPipeline                               --class-label required; --guidance (default 4), --sampler (steps 50)
-  PixArtAlphaPipeline                       --prompt, --guidance (default 4.5), --size (exact: no binning) (steps 20)
-  LDMTextToImagePipeline                    --prompt, --guidance, --size (steps 50)
-  LDMSuperResolutionPipeline                --image required (steps 100)
-An option a pipeline does not take is an error. Without --model: the bundled digit model's grid."""
+def _generate_help() -> str:
+    """`msdiff generate`'s description: one line per family, from the recipes' declarations."""
+    from .recipes import families
+    lines = ["Generate one image with the recipe of the --model folder's pipeline class (model_index.json):"]
+    for fam in families():
+        names = ", ".join(c for c in fam.pipelines if c) or "(no --model)"
+        lines.append(f"  {names}\n      {fam.help}")
+    lines.append("An option a pipeline does not take is an error; so is a pipeline class msdiff does not implement.")
+    return "\n".join(lines)
 
 
 def _size(text: str) -> tuple:
@@ -27,38 +25,92 @@ def _size(text: str) -> tuple:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--size must look like 512x512, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"--size must be positive (WxH, e.g. 512x512), got {text!r}")
     return w, h
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _strength(text: str) -> float:
+    value = _finite(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--strength must be in (0, 1], got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be a non-negative integer, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    from .recipes import families
     p = argparse.ArgumentParser(prog="msdiff", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", description=_GENERATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    g = sub.add_parser("generate", description=_generate_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="generate images (no --model: the bundled digit model)")
     g.add_argument("--model", help="diffusers pipeline folder or cached hub repo id")
     g.add_argument("--prompt", default=None, help="SD, LDM text-to-image (default: empty)")
     g.add_argument("--negative-prompt", default=None, help="SD")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's)")
-    g.add_argument("--guidance", type=float, default=None,
-                   help="SD (default 7.5), LDM text-to-image (default 1), DiT (default 4)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--sampler", default=None,
-                   help="SD, DDPM/DDIM, DiT: sampler name (default: the checkpoint's scheduler)")
-    g.add_argument("--size", type=_size, default=None, help="SD, LDM text-to-image: WxH (default: the model's)")
-    g.add_argument("--image", default=None, help="SD image-to-image / inpainting input; LDM super-resolution input")
-    g.add_argument("--strength", type=float, default=None, help="SD image-to-image / inpainting (default 0.8)")
-    g.add_argument("--mask", default=None, help="SD inpainting mask (white = repaint)")
-    g.add_argument("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance (default 1.5)")
-    g.add_argument("--controlnet-scale", type=float, default=None, help="ControlNet conditioning scale (default 1)")
-    g.add_argument("--adapter-scale", type=float, default=None, help="T2I-Adapter conditioning scale (default 1)")
+    g.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the pipeline's)")
+    g.add_argument("--guidance", type=_finite, default=None,
+                   help="guidance scale (default: the pipeline's, e.g. SD 7.5, SD-XL 5, DiT 4, PixArt 4.5, LDM 1)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed of every draw (default 0)")
+    from .samplers import sampler_names
+    g.add_argument("--sampler", default=None, help="sampler (default: the checkpoint's scheduler): "
+                   + ", ".join(sorted({n for n in sampler_names() if not n.endswith("scheduler")})))
+    g.add_argument("--size", type=_size, default=None, help="WxH (default: the model's)")
+    g.add_argument("--image", default=None, help="input image: img2img / inpainting / InstructPix2Pix / LDM "
+                   "super-resolution input; the control / condition image of ControlNet / T2I-Adapter")
+    g.add_argument("--strength", type=_strength, default=None, help="image-to-image / inpainting strength in (0, 1]")
+    g.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
+    g.add_argument("--image-guidance", type=_finite, default=None, help="InstructPix2Pix image guidance (default "
+                   "1.5)")
     g.add_argument("--class-label", type=int, default=None, help="class-conditional DDPM/DDIM and DiT (required), "
                    "consistency (default: drawn from --seed)")
-    g.add_argument("--per-class", type=int, default=None, help="bundled digit model: images per class row (default 8)")
-    g.add_argument("--out", default="msdiff.png")
+    g.add_argument("--per-class", type=_positive_int, default=None, help="bundled digit model: images per class row "
+                   "(default 8)")
+    seen = {a for action in g._actions for a in action.option_strings}
+    for fam in families():
+        for option, spec in fam.cli_options:
+            if option not in seen:
+                g.add_argument(option, **spec)
+                seen.add(option)
+    g.add_argument("--out", default="msdiff.png", help="output PNG / JPEG / WebP file (default msdiff.png; an "
+                   "existing file is overwritten)")
     g.add_argument("--mode", choices=("pynative", "graph"), default="graph",
                    help="graph compiles the denoising step with mindspore.jit (default)")
-    g.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    g.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights and activations (default "
+                   "fp32; the VAE decodes in fp32 either way)")
+    g.add_argument("--from-png", default=None, help="rerun the generation stored in a PNG written by msdiff "
+                   "generate (options given here override the stored ones)")
+    g.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set "
+                   "MSDIFF_DEBUG=1)")
 
     t = sub.add_parser("train", help="train (or resume) the class-conditional digit model")
     t.add_argument("--out", required=True, help="checkpoint folder (diffusers layout; resumed if it exists)")
@@ -77,26 +129,109 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _png_info(meta: dict):
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# the parser dests a generation is reproduced from (--from-png); --out / --debug / --from-png are not part of it
+_REPRO = ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "size", "image", "strength",
+          "mask", "image_guidance", "class_label", "per_class", "mode", "dtype")
+
+
+def check_out(out: str) -> Path:
+    """The output path, checked before any work: an image suffix, not a folder, a writable folder to hold it."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {out!r} is a folder: give a file name such as {Path(out) / 'image.png'}")
+    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+        raise ValueError(f"--out {out!r} needs an image extension: {', '.join(_IMAGE_SUFFIXES)}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"--out {out!r}: {parent} is not a folder")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"--out {out!r}: {probe} is not writable")
+    return path
+
+
+def generation_parameters(args, result: dict) -> dict:
+    """Every parameter of the generation under one naming scheme (the CLI's option names), with what was used."""
+    from . import __version__
+    params = {k: getattr(args, k, None) for k in _REPRO + tuple(_family_dests())}
+    params.update(steps=result["steps"], sampler=result["sampler"], model=result["model"],
+                  pipeline_class=result.get("pipeline_class"), msdiff_version=__version__)
+    if isinstance(params.get("size"), tuple):
+        params["size"] = "x".join(str(v) for v in params["size"])
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _family_dests() -> tuple:
+    from .cli_pipelines import specific_options
+    return tuple(d for d in specific_options() if d not in _REPRO)
+
+
+def a1111_parameters(params: dict) -> str:
+    """The A1111-style `parameters` text that image viewers and web UIs parse."""
+    head = [params.get("prompt", "")]
+    if params.get("negative_prompt"):
+        head.append(f"Negative prompt: {params['negative_prompt']}")
+    fields = [("Steps", "steps"), ("Sampler", "sampler"), ("CFG scale", "guidance"), ("Seed", "seed"),
+              ("Size", "size"), ("Model", "model"), ("Denoising strength", "strength"),
+              ("Image CFG scale", "image_guidance"), ("Class label", "class_label")]
+    tail = ", ".join(f"{label}: {params[key]}" for label, key in fields if key in params)
+    return "\n".join(head + [tail + f", Version: msdiff {params.get('msdiff_version')}"])
+
+
+def _png_info(params: dict):
     from PIL.PngImagePlugin import PngInfo
     info = PngInfo()
-    for key, value in meta.items():
-        if value is not None:
-            info.add_text(f"msdiff:{key}", str(value))
+    info.add_text("parameters", a1111_parameters(params))
+    for key, value in params.items():
+        info.add_text(f"msdiff:{key}", str(value))
+    info.add_text("msdiff:args", json.dumps({k: params.get(k) for k in _REPRO + _family_dests() if k in params}))
     return info
+
+
+def save_image(image, out: Path, params: dict) -> None:
+    """Write the image atomically (a temporary file renamed into place), with the parameters for PNG."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".msdiff-", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+        if fmt == "PNG":
+            image.save(tmp, format=fmt, pnginfo=_png_info(params))
+        else:
+            image.save(tmp, format=fmt)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def from_png(args, argv_dests: set) -> None:
+    """Fill args from a PNG's msdiff:args (options given on the command line win)."""
+    import PIL.Image
+    try:
+        text = PIL.Image.open(args.from_png).text.get("msdiff:args")
+    except OSError as e:
+        raise ValueError(f"--from-png {args.from_png!r}: cannot read it ({e})") from None
+    if not text:
+        raise ValueError(f"--from-png {args.from_png!r} has no msdiff:args metadata (not written by msdiff generate)")
+    for key, value in json.loads(text).items():
+        if key in argv_dests:
+            continue
+        if key == "size" and isinstance(value, str):
+            value = _size(value)
+        setattr(args, key, value)
 
 
 def _generate(args) -> int:
     from .cli_pipelines import generate
+    out = check_out(args.out)
     result = generate(args)
     if args.mode == "graph" and result["first_step_s"] is not None:
         print(f"graph compile + first step: {result['first_step_s']:.1f} s", file=sys.stderr)
-    meta = {"prompt": args.prompt or None, "negative_prompt": args.negative_prompt, "seed": args.seed,
-            "steps": result["steps"], "sampler": result["sampler"], "model": result["model"],
-            "mode": args.mode, "dtype": args.dtype, "class_label": result.get("class_label")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result["image"].save(out, pnginfo=_png_info(meta))
+    save_image(result["image"], out, generation_parameters(args, result))
     print(f"wrote {out}")
     return 0
 
@@ -133,14 +268,31 @@ def _support(args) -> int:
     return 0
 
 
+def _given(argv) -> set:
+    """The dests given on the command line (for --from-png: those override the stored ones)."""
+    names = set()
+    for token in (argv if argv is not None else sys.argv[1:]):
+        if token.startswith("--"):
+            names.add(token[2:].split("=")[0].replace("-", "_"))
+    return names
+
+
 def main(argv=None) -> int:
-    """Entry point of the `msdiff` command."""
-    args = _parser().parse_args(argv)
+    """Entry point of the `msdiff` command: one-line errors (exit 2) unless --debug asks for the traceback."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     run = {"generate": _generate, "train": _train, "support": _support}[args.command]
     try:
+        if getattr(args, "from_png", None):
+            from_png(args, _given(argv))
         return run(args)
-    except _USER_ERRORS as e:
-        print(f"msdiff {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # the CLI's one error path
+        if getattr(args, "debug", False) or os.environ.get("MSDIFF_DEBUG"):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        if not isinstance(e, _USER_ERRORS):
+            text = f"{type(e).__name__}: {text} (run with --debug for the traceback)"
+        print(f"msdiff {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from jaxtyping import Float
 from mindspore import Tensor
 
-from ..samplers import from_config
-from .steps import NoiseSource
-from .unconditional import _unet_and_scheduler, resolve_sampler, to_images, unconditional_steps
+from ..samplers import FiniteTracker, from_config, noise_source, resolve_sampler
+from .family import Family
+from .unconditional import _unet_and_scheduler, to_images, unconditional_steps
 
 _SCHEDULER = "CMStochasticIterativeScheduler"
 
@@ -49,14 +49,27 @@ def consistency(components_or_unet, *, batch_size: int = 1, num_inference_steps:
     cfg = unet.config
     if cfg.num_class_embeds and class_labels is None:
         class_labels = np.random.default_rng(seed).integers(0, cfg.num_class_embeds, batch_size)
-    noise = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
+    noise = noise_source(seed, noise)
     if latents is not None:
         sigma_max = sampler.schedule(num_inference_steps).init_noise_sigma
+        latents = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))
         latents = latents.astype(ms.float32) * float(sigma_max)
-    x = latents
+    x, tracker = latents, FiniteTracker()
     for i, x in unconditional_steps(unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
                                     class_labels=class_labels, latents=latents, sampler=sampler, noise=noise,
-                                    mode=mode):
+                                    mode=mode, tracker=tracker):
         if callback is not None and callback(i, x):
             break
+    tracker.check(x)
     return to_images(x, output_type)
+
+
+def _cli(args, components, kwargs: dict) -> tuple:
+    if "class_labels" in kwargs:
+        kwargs["class_labels"] = [kwargs["class_labels"]]
+    return consistency, kwargs
+
+
+FAMILIES = (Family("consistency", consistency, ("ConsistencyModelPipeline",), {"class_label": "class_labels"},
+                   steps=1, prepare=_cli, help="consistency sampling (steps 1; --class-label, default drawn from "
+                                               "--seed)"),)

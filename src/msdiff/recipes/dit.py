@@ -6,21 +6,19 @@ then the null class), only the first in_channels output channels (eps) are guide
 scaled by the scheduler's init_noise_sigma (as diffusers). All noise comes from `noise` (recorded arrays or a
 callable(shape), as `steps.NoiseSource`) or numpy seeded by `seed`, in diffusers' draw order.
 """
-import weakref
 from typing import Callable, Optional, Sequence, Union
 
-import mindspore as ms
 import numpy as np
 from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops as mops
 
-from ..samplers import sample_steps
-from .steps import NoiseSource, finish, initial_noise
-from .unconditional import resolve_sampler
+from ..conditioning import CFG, NetInputs, TakeChannels, compose
+from ..samplers import NoiseSource, noise_source, resolve_sampler, sample
+from .family import Family
+from .latents import finish, initial_noise
 
 _DEFAULT_SCHEDULER = {"_class_name": "DDIMScheduler"}
-_JIT = weakref.WeakKeyDictionary()
 
 
 def transformer_of(components):
@@ -49,25 +47,28 @@ def label_ids(components, class_labels: Union[int, str, Sequence]) -> np.ndarray
     return np.asarray(labels, np.int64).reshape(-1)
 
 
-def guided_net(net, guided: bool, jit: bool) -> Callable:
-    """(x, t, labels, null_labels, scale) -> the sampler's model output, guided the DiTPipeline way when `guided`."""
-    channels = net.config.in_channels
-    learned_sigma = net.config.output_channels == 2 * channels
+def dit_model(net, labels: np.ndarray, guidance_scale: float):
+    """The DiT as the loop's Model: class labels, the eps half of a learned-sigma output, and DiTPipeline's
+    guidance (labels first, then the null class; only eps guided)."""
+    cfg = net.config
+    y = Tensor(labels.astype(np.int32))
+    pieces = [TakeChannels(cfg.in_channels)] if cfg.output_channels == 2 * cfg.in_channels else []
+    if guidance_scale <= 1:
+        return compose(net, NetInputs(class_labels=y), *pieces)
+    y_null = Tensor(np.full(labels.shape, cfg.num_embeds_ada_norm, np.int32))
+    return compose(net, NetInputs(class_labels=mops.concat([y, y_null], axis=0)), *pieces,
+                   guidance=CFG(guidance_scale, uncond_first=False))
 
-    def call(x, t, y, y_null, scale):
-        if not guided:
-            out = net(x, t, y).astype(ms.float32)
-            return out[:, :channels] if learned_sigma else out
-        out = net(mops.concat([x, x], axis=0), t, mops.concat([y, y_null], axis=0)).astype(ms.float32)
-        cond, uncond = mops.split(out[:, :channels], x.shape[0], axis=0)
-        return uncond + scale * (cond - uncond)
 
-    if not jit:
-        return call
-    per_net = _JIT.setdefault(net, {})
-    if guided not in per_net:
-        per_net[guided] = ms.jit(call)
-    return per_net[guided]
+class DoubledNoise:
+    """Step noise as DiTPipeline draws it under guidance: for both halves of the doubled batch, the first half
+    kept."""
+
+    def __init__(self, source: NoiseSource):
+        self.source = source
+
+    def draw(self, shape) -> Tensor:
+        return self.source.draw((2 * shape[0],) + tuple(shape[1:]))[:shape[0]]
 
 
 def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_steps: int = 50,
@@ -81,8 +82,6 @@ def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_
     the final latents. The null class is num_embeds_ada_norm (diffusers writes the literal 1000, the same for
     every released DiT).
     """
-    if mode not in ("pynative", "graph"):
-        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
     net = transformer_of(components)
     cfg = net.config
     if cfg.output_channels not in (cfg.in_channels, 2 * cfg.in_channels):
@@ -91,27 +90,21 @@ def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_
     labels = label_ids(components, class_labels)
     if labels.size == 0 or labels.min() < 0 or labels.max() >= cfg.num_embeds_ada_norm:
         raise ValueError(f"class_labels must lie in [0, {cfg.num_embeds_ada_norm}); got {labels.tolist()}")
-    b = labels.size
-    shape = (b, cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    noise_src = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
+    shape = (labels.size, cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    noise_src = noise_source(seed, noise)
     x = initial_noise(shape, noise_src, latents)
-    scheduler = getattr(components, "scheduler", None) or _DEFAULT_SCHEDULER
-    smp = resolve_sampler(scheduler, sampler)
+    smp = resolve_sampler(getattr(components, "scheduler", None), sampler, default=_DEFAULT_SCHEDULER)
     schedule = smp.schedule(num_inference_steps)
-    guided = guidance_scale > 1
-    y = Tensor(labels.astype(np.int32))
-    y_null = Tensor(np.full((b,), cfg.num_embeds_ada_norm, np.int32))
-    scale = Tensor(np.float32(guidance_scale))
-    call = guided_net(net, guided, mode == "graph")
-
-    def model(x_in: Float[Tensor, "b c h w"], t: Tensor) -> Tensor:
-        return call(x_in, t, y, y_null, scale)
-
-    def step_noise(i: int) -> Tensor:
-        # diffusers steps the doubled batch, drawing noise for both halves; the first half is the images'
-        return noise_src.draw((2 * b,) + shape[1:])[:b] if guided else noise_src.draw(shape)
-
-    for i, x in sample_steps(smp, schedule, model, x, step_noise, jit=mode == "graph"):
-        if callback is not None and callback(i, x):
-            break
+    step_noise = DoubledNoise(noise_src) if guidance_scale > 1 else noise_src
+    x = sample(dit_model(net, labels, guidance_scale), x, schedule, smp, step_noise, callback, mode=mode)
     return finish(components, x, output_type, vae_dtype="float32")
+
+
+def _cli(args, components, kwargs: dict) -> tuple:
+    kwargs["class_labels"] = [kwargs["class_labels"]]
+    return dit, kwargs
+
+
+FAMILIES = (Family("dit", dit, ("DiTPipeline",), {"class_label": "class_labels", "guidance": "guidance_scale",
+                                                   "sampler": "sampler"}, ("class_label",), steps=50, prepare=_cli,
+                   help="--class-label required; --guidance (default 4), --sampler (steps 50)"),)

@@ -9,14 +9,14 @@ from typing import Callable, Optional
 
 import mindspore as ms
 import numpy as np
-from jaxtyping import Float
 from mindspore import Tensor
-from mindspore import ops as mops
 
-from ..samplers import sample_steps
-from .denoise import Denoiser, cfg_batch, denoise
-from .steps import NoiseSource, PromptEmbeds, image_size, initial_noise, postprocess, preprocess_image
-from .unconditional import resolve_sampler
+from ..conditioning import CFG, ExtraChannels, NetInputs, cfg_batch, compose
+from ..samplers import noise_source, resolve_sampler, sample
+from .family import Family
+from .images import image_size, postprocess, preprocess_image
+from .latents import initial_noise
+from .prompts import PromptEmbeds
 
 
 def _part(components, name: str):
@@ -68,23 +68,16 @@ def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guid
     guided = guidance_scale != 1.0
     emb = encode_ldm_prompt(components, prompt, guidance=guided, negative_prompt_ids=negative_prompt_ids)
     unet = components.unet
-    noise_src = NoiseSource(seed, noise)
+    noise_src = noise_source(seed, noise)
     x = initial_noise((emb.prompt_embeds.shape[0], unet.config.in_channels, height // 8, width // 8), noise_src,
                       latents)
-    smp = resolve_sampler(components.scheduler, None, eta)
-    den = Denoiser(unet=unet, context=cfg_batch(emb.negative_prompt_embeds, emb.prompt_embeds),
-                   guidance="cfg" if guided else "none", guidance_scale=guidance_scale)
-    x = denoise(den, smp, smp.schedule(num_inference_steps), x, noise_src, mode, callback)
+    smp = resolve_sampler(components.scheduler, eta=eta)
+    model = compose(unet, NetInputs(encoder_hidden_states=cfg_batch(emb.negative_prompt_embeds, emb.prompt_embeds)),
+                    guidance=CFG(guidance_scale) if guided else None)
+    x = sample(model, x, smp.schedule(num_inference_steps), smp, noise_src, callback, mode=mode)
     if output_type == "latent":
         return x
     return postprocess(_vq_decode(components, x, scale=True), output_type)
-
-
-def _sr_net(unet, mode: str) -> Callable:
-    def net(x, t, low):
-        return unet(mops.concat([x, low], axis=1), t).astype(ms.float32)
-
-    return ms.jit(net) if mode == "graph" else net
 
 
 def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, eta: float = 0.0, latents=None,
@@ -93,27 +86,36 @@ def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, e
     """Upscaled images: UNet2DModel on latents concatenated with the low-res image, then VQModel decode
     (diffusers' LDMSuperResolutionPipeline). `image`: a [b, 3, h, w] Tensor in [-1, 1] or PIL image(s)
     (resized down to multiples of 32 with Lanczos, as diffusers)."""
-    if mode not in ("pynative", "graph"):
-        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
     if isinstance(image, Tensor):
         low = image.astype(ms.float32)
     else:
         h, w = image_size(image)
         low = preprocess_image(image, h - h % 32, w - w % 32)
     unet = components.unet
-    noise_src = NoiseSource(seed, noise)
-    smp = resolve_sampler(components.scheduler, None, eta)
+    noise_src = noise_source(seed, noise)
+    smp = resolve_sampler(components.scheduler, eta=eta)
     schedule = smp.schedule(num_inference_steps)
     x = initial_noise((low.shape[0], unet.config.in_channels // 2) + tuple(low.shape[2:]), noise_src, latents)
     x = x * np.float32(schedule.init_noise_sigma) if schedule.init_noise_sigma != 1.0 else x
-    net = _sr_net(unet, mode)
-
-    def model(x_in: Float[Tensor, "b c h w"], t) -> Tensor:
-        return net(x_in, t, low)
-
-    for i, x in sample_steps(smp, schedule, model, x, lambda i: noise_src.draw(x.shape), jit=mode == "graph"):
-        if callback is not None and callback(i, x):
-            break
+    x = sample(compose(unet, ExtraChannels(low)), x, schedule, smp, noise_src, callback, mode=mode)
     if output_type == "latent":
         return x
     return postprocess(_vq_decode(components, x, scale=False), output_type)
+
+
+def _t2i_cli(args, components, kwargs: dict) -> tuple:
+    """diffusers' default size: the UNet's sample_size times the VQ-VAE's downscale factor."""
+    if "width" not in kwargs:
+        vq = _part(components, "vqvae").config
+        kwargs["width"] = kwargs["height"] = components.unet.config.sample_size * 2 ** (len(vq.block_out_channels) - 1)
+    kwargs.setdefault("prompt", "")
+    return ldm_text_to_image, kwargs
+
+
+FAMILIES = (
+    Family("ldm_text_to_image", ldm_text_to_image, ("LDMTextToImagePipeline",),
+           {"prompt": "prompt", "guidance": "guidance_scale", "size": "size"}, steps=50, prepare=_t2i_cli,
+           help="--prompt, --guidance (default 1), --size (steps 50)"),
+    Family("ldm_super_resolution", ldm_super_resolution, ("LDMSuperResolutionPipeline",), {"image": "image"},
+           ("image",), steps=100, help="--image required (steps 100)"),
+)

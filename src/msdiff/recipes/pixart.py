@@ -9,7 +9,6 @@ decoded image resized and centre-cropped back. All noise comes from `noise` (rec
 callable(shape), as `steps.NoiseSource`) or numpy seeded by `seed`, in diffusers' draw order.
 """
 import warnings
-import weakref
 from typing import Callable, Optional, Sequence, Union
 
 import mindspore as ms
@@ -19,12 +18,13 @@ from mindspore import Tensor
 from mindspore import ops as mops
 
 from .. import ops
-from ..samplers import sample_steps
-from .steps import NoiseSource, decode, initial_noise, postprocess
-from .unconditional import resolve_sampler
+from ..conditioning import CFG, NetInputs, TakeChannels, compose
+from ..samplers import noise_source, resolve_sampler, sample
+from .family import Family
+from .images import postprocess
+from .latents import decode, initial_noise
 
 _DEFAULT_SCHEDULER = {"_class_name": "DPMSolverMultistepScheduler"}
-_JIT = weakref.WeakKeyDictionary()
 # PixArt's 1024-pixel aspect-ratio bins (height x width); the 512 / 256 bins are these halved / quartered, and a
 # bin's ratio key is round(height / width, 2), as in diffusers' ASPECT_RATIO_*_BIN tables.
 _BINS_1024 = tuple(tuple(int(v) for v in hw.split("x")) for hw in """
@@ -115,25 +115,15 @@ def encode_prompt_t5(components, prompt=None, negative_prompt="", *, guidance: b
     return embeds + (rows(negative_prompt_embeds).astype(ms.float32), rows(negative_prompt_attention_mask))
 
 
-def guided_net(net, guided: bool, jit: bool) -> Callable:
-    """(x, t, context, mask, resolution, aspect_ratio, scale) -> the sampler's eps, guided the PixArt way."""
-    channels = net.config.in_channels
-    learned_sigma = net.config.output_channels // 2 == channels
-
-    def call(x, t, context, mask, resolution, aspect_ratio, scale):
-        x_in = mops.concat([x, x], axis=0) if guided else x
-        out = net(x_in, t, context, mask, resolution, aspect_ratio).astype(ms.float32)
-        if guided:
-            uncond, cond = mops.split(out, x.shape[0], axis=0)
-            out = uncond + scale * (cond - uncond)
-        return out[:, :channels] if learned_sigma else out
-
-    if not jit:
-        return call
-    per_net = _JIT.setdefault(net, {})
-    if guided not in per_net:
-        per_net[guided] = ms.jit(call)
-    return per_net[guided]
+def pixart_model(net, context: Tensor, mask: Tensor, resolution: Tensor, aspect_ratio: Tensor,
+                 guidance_scale: float):
+    """The PixArt transformer as the loop's Model: T5 context and mask, size conditions, guidance on
+    [negative; prompt], the eps half of a learned-sigma output."""
+    pieces = [TakeChannels(net.config.in_channels)] if net.config.output_channels // 2 == net.config.in_channels \
+        else []
+    inputs = NetInputs(encoder_hidden_states=context, encoder_attention_mask=mask, resolution=resolution,
+                       aspect_ratio=aspect_ratio)
+    return compose(net, inputs, *pieces, guidance=CFG(guidance_scale) if guidance_scale > 1 else None)
 
 
 def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negative_prompt="",
@@ -187,11 +177,10 @@ def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negati
     mask = mask.astype(ms.int32)
     b = emb.shape[0] // 2 if guided else emb.shape[0]
 
-    scheduler = getattr(components, "scheduler", None) or _DEFAULT_SCHEDULER
-    smp = resolve_sampler(scheduler, sampler)
+    smp = resolve_sampler(getattr(components, "scheduler", None), sampler, default=_DEFAULT_SCHEDULER)
     schedule = smp.schedule(num_inference_steps)
     shape = (b, cfg.in_channels, height // factor, width // factor)
-    noise_src = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
+    noise_src = noise_source(seed, noise)
     x = initial_noise(shape, noise_src, latents)
     if schedule.init_noise_sigma != 1.0:
         x = x * np.float32(schedule.init_noise_sigma)
@@ -200,18 +189,25 @@ def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negati
     rows = 2 * b if guided else b
     resolution = Tensor(np.tile(np.array([[height, width]], np.float32), (rows, 1))).astype(net.compute_dtype)
     aspect_ratio = Tensor(np.full((rows, 1), height / width, np.float32)).astype(net.compute_dtype)
-    scale = Tensor(np.float32(guidance_scale))
-    call = guided_net(net, guided, mode == "graph")
-
-    def model(x_in: Float[Tensor, "b c h w"], t: Tensor) -> Tensor:
-        return call(x_in, t, emb, mask, resolution, aspect_ratio, scale)
-
-    for i, x in sample_steps(smp, schedule, model, x, lambda i: noise_src.draw(shape), jit=mode == "graph"):
-        if callback is not None and callback(i, x):
-            break
+    model = pixart_model(net, emb, mask, resolution, aspect_ratio, guidance_scale)
+    x = sample(model, x, schedule, smp, noise_src, callback, mode=mode)
     if output_type == "latent":
         return x
     image = decode(components, x, vae_dtype="float32")
     if use_resolution_binning:
         image = resize_and_crop(image, *orig)
     return postprocess(image, output_type)
+
+
+def _cli(args, components, kwargs: dict) -> tuple:
+    """An explicit --size runs as given (diffusers would bin it to the nearest trained aspect ratio)."""
+    if "width" in kwargs:
+        kwargs["use_resolution_binning"] = False
+    kwargs.setdefault("prompt", "")
+    return pixart, kwargs
+
+
+FAMILIES = (Family("pixart", pixart, ("PixArtAlphaPipeline",), {"prompt": "prompt", "negative_prompt": "negative_prompt",
+                                                                "guidance": "guidance_scale", "sampler": "sampler",
+                                                                "size": "size"}, steps=20, prepare=_cli,
+                   help="--prompt, --guidance (default 4.5), --size (exact: no binning) (steps 20)"),)

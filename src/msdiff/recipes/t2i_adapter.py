@@ -1,10 +1,10 @@
-"""t2i_adapter: text-to-image guided by a condition image through a T2I-Adapter, for SD 1.x/2.x and SD-XL.
+"""t2i_adapter: text-to-image guided by condition image(s) through one or several T2I-Adapters, SD 1.x/2.x and XL.
 
-The composition of text_to_image plus two public steps: `adapter_image` (diffusers' _preprocess_adapter_image)
-and `adapter_features` (the adapter run once per call, scaled and batched as diffusers does), whose result
-enters the denoiser as an `Adapter`: the features are inputs of the (graph-mode compiled) guided step, added
-inside the UNet's down blocks. Argument names are diffusers' StableDiffusionAdapterPipeline /
-StableDiffusionXLAdapterPipeline ones.
+The composition of text_to_image plus public steps: `adapter_image` (diffusers' _preprocess_adapter_image),
+`adapter_features` (the adapter run once per call, scaled and batched as diffusers does) and `adapter_pieces`
+(one `Adapter` conditioning piece per adapter: the features are inputs of the (graph-mode compiled) guided step,
+added inside the UNet's down blocks, several adapters summed as diffusers' MultiAdapter). Argument names are
+diffusers' StableDiffusionAdapterPipeline / StableDiffusionXLAdapterPipeline ones.
 """
 import weakref
 from typing import Callable, Optional
@@ -15,10 +15,13 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops as mops
 
-from .conditioning import default_guidance, default_hw, is_xl, make_denoiser, text_conditioning, uses_cfg
-from .denoise import Adapter, denoise, make_schedule, resolve_sampler
-from .steps import FiniteTracker, NoiseSource, _as_list, _numpy_image, _pil_array, _to_pil, finish, image_size, \
-    prepare_latents
+from ..conditioning import Adapter, make_schedule
+from ..samplers import FiniteTracker, noise_source, resolve_sampler
+from .family import Family
+from .images import _as_list, _numpy_image, _pil_array, _to_pil, image_size
+from .latents import finish, prepare_latents
+from .sd import guidance_of, default_hw, is_xl, split_conditioning, text_conditioning, uses_cfg
+from .sd_run import sd_denoise
 
 
 def _tensor_rows(image) -> Optional[np.ndarray]:
@@ -105,74 +108,96 @@ def _default_size(image, height: Optional[int], width: Optional[int], factor: in
     return height or h - h % factor, width or w - w % factor
 
 
-def _adapter_of(components, adapter):
+def adapters_of(components, adapter=None) -> list:
+    """The adapter(s) to run: `adapter` (one net or a list) or the pipeline's 'adapter' component."""
     net = components.extra.get("adapter") if adapter is None else adapter
     if net is None:
         raise ValueError("t2i_adapter: the pipeline has no 'adapter' component; pass adapter=")
-    if isinstance(net, (list, tuple)) or type(net).__name__ == "MultiAdapter":
-        raise ValueError("MultiAdapter (several T2I-Adapters) is not supported by msdiff: pass one T2IAdapter")
-    return net
+    if type(net).__name__ == "MultiAdapter":
+        raise ValueError("a diffusers MultiAdapter folder is not read by msdiff: pass adapter=[adapter, adapter2]")
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    if not nets:
+        raise ValueError("adapter is an empty list")
+    return nets
+
+
+def adapter_pieces(adapter, image, *, height: int, width: int, batch: int, num_images_per_prompt: int,
+                   guided: bool, conditioning_scale, calls: int, mode: str = "pynative") -> list:
+    """One Adapter piece per adapter (a net or a list): its features for its condition image, times its scale (a
+    value for all, or one per adapter), used by the first `calls` net calls."""
+    nets = adapter if isinstance(adapter, (list, tuple)) else [adapter]
+    n = len(nets)
+    if n > 1 and (not isinstance(image, (list, tuple)) or len(image) != n):
+        raise ValueError(f"{n} adapters need a list of {n} condition images (one per adapter)")
+    images = list(image) if n > 1 else [image]
+    scales = list(conditioning_scale) if isinstance(conditioning_scale, (list, tuple)) else [conditioning_scale] * n
+    if len(scales) != n:
+        raise ValueError(f"adapter_conditioning_scale has {len(scales)} entries for {n} adapters")
+    if len({net.downscale_factor for net in nets}) > 1:
+        raise ValueError("the adapters have different downscale factors: MultiAdapter needs equal ones")
+    pieces = []
+    for net, img, scale in zip(nets, images, scales):
+        cond = adapter_image(img, height, width, net.config.in_channels)
+        features = adapter_features(net, cond, batch, num_images_per_prompt, float(scale), guided, mode)
+        pieces.append(Adapter(features, calls))
+    return pieces
 
 
 def t2i_adapter(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 50,
                 guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,
                 height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
-                adapter_conditioning_scale: float = 1.0, adapter_conditioning_factor: float = 1.0, latents=None,
-                clip_skip: Optional[int] = None, prompt_embeds: Optional[Tensor] = None,
-                negative_prompt_embeds: Optional[Tensor] = None, pooled_prompt_embeds: Optional[Tensor] = None,
-                negative_pooled_prompt_embeds: Optional[Tensor] = None, prompt_2=None, negative_prompt_2=None,
-                original_size=None, crops_coords_top_left=(0, 0), target_size=None, negative_original_size=None,
-                negative_crops_coords_top_left=None, negative_target_size=None,
+                adapter_conditioning_scale=1.0, adapter_conditioning_factor: float = 1.0, latents=None,
                 denoising_end: Optional[float] = None, output_type: str = "pil", seed: Optional[int] = None,
                 sampler=None, noise=None, callback: Optional[Callable] = None, mode: str = "pynative",
-                vae_dtype="float32", adapter=None):
-    """Images from text and a condition image (diffusers' StableDiffusion[XL]AdapterPipeline).
+                vae_dtype="float32", adapter=None, **conditioning):
+    """Images from text and condition image(s) (diffusers' StableDiffusion[XL]AdapterPipeline).
 
-    image: the condition image (PIL / path / numpy, or a (b, c, h, w) Tensor in [0, 1]); height and width
-    default to its size rounded down to the adapter's downscale_factor. The adapter is components.extra["adapter"]
-    unless `adapter` is given. adapter_conditioning_scale multiplies its features, which are used by the first
-    int(num_inference_steps * adapter_conditioning_factor) net calls (the SD-XL pipeline's argument; for SD,
-    which diffusers does not give one, factor 1 means every call). Other arguments as in text_to_image.
+    image: the condition image (PIL / path / numpy, or a (b, c, h, w) Tensor in [0, 1]), or one per adapter when
+    several run (adapter=[a, b]: diffusers' MultiAdapter); height and width default to the (first) image's size
+    rounded down to the adapter's downscale_factor. The adapter is components.extra["adapter"] unless `adapter` is
+    given. adapter_conditioning_scale (a value, or one per adapter) multiplies the features, which are used by the
+    first int(num_inference_steps * adapter_conditioning_factor) net calls (the SD-XL pipeline's argument; for
+    SD, which diffusers does not give one, factor 1 means every call). Other arguments as in text_to_image.
     """
-    net = _adapter_of(components, adapter)
-    if isinstance(adapter_conditioning_scale, (list, tuple)):
-        raise ValueError("a list of adapter_conditioning_scale values is for MultiAdapter, which msdiff does not "
-                         "support: pass one float")
+    nets = adapters_of(components, adapter)
     if image is None:
         raise ValueError("t2i_adapter needs image= (the condition image)")
     if not 0.0 <= adapter_conditioning_factor <= 1.0:
         raise ValueError(f"adapter_conditioning_factor must be in [0, 1], got {adapter_conditioning_factor}")
-    g = default_guidance(components) if guidance_scale is None else guidance_scale
-    noise_src, tracker = NoiseSource(seed, noise), FiniteTracker()
-    height, width = default_hw(components, *_default_size(image, height, width, net.downscale_factor))
-    cond = adapter_image(image, height, width, net.config.in_channels)
-    emb = text_conditioning(components, prompt, negative_prompt, guidance=uses_cfg(components, g),
-                            num_images_per_prompt=num_images_per_prompt, clip_skip=clip_skip,
-                            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds,
-                            pooled_prompt_embeds=pooled_prompt_embeds,
-                            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds, prompt_2=prompt_2,
-                            negative_prompt_2=negative_prompt_2, tracker=tracker)
+    text, micro = split_conditioning("t2i_adapter", conditioning)
+    g = guidance_of(components, guidance_scale)
+    noise_src, tracker = noise_source(seed, noise), FiniteTracker()
+    first = image[0] if len(nets) > 1 and isinstance(image, (list, tuple)) else image
+    height, width = default_hw(components, *_default_size(first, height, width, nets[0].downscale_factor))
+    emb = text_conditioning(components, prompt, negative_prompt, text, guidance=uses_cfg(components, g),
+                            num_images_per_prompt=num_images_per_prompt, tracker=tracker)
     batch = emb.prompt_embeds.shape[0]
-    guided = emb.negative_prompt_embeds is not None
-    features = adapter_features(net, cond, batch, num_images_per_prompt, float(adapter_conditioning_scale),
-                                guided, mode)
-    for i, f in enumerate(features):
-        tracker.add(f"adapter feature {i}", f)
-
-    smp = resolve_sampler(components, sampler)
+    smp = resolve_sampler(components.scheduler, sampler)
     schedule = make_schedule(smp, num_inference_steps, denoising_end=denoising_end)
     steps = num_inference_steps if denoising_end is None else len(schedule)
-    x = prepare_latents(components, batch, height, width, noise_src, latents, schedule.init_noise_sigma)
-    tracker.add("initial latents", x)
-    den = make_denoiser(components, emb, guidance_scale=g, guidance_rescale=guidance_rescale, height=height,
-                        width=width, original_size=original_size, crops_coords_top_left=crops_coords_top_left,
-                        target_size=target_size, negative_original_size=negative_original_size,
-                        negative_crops_coords_top_left=negative_crops_coords_top_left,
-                        negative_target_size=negative_target_size)
     # diffusers' XL pipeline counts calls against num_inference_steps (a PNDM run's extra first call shifts the
     # cut, and factor 1 drops the last call); its SD pipeline has no factor and feeds every call.
     calls = len(schedule) if adapter_conditioning_factor == 1.0 and not is_xl(components) else \
         int(steps * adapter_conditioning_factor)
-    den = den._replace(adapter=Adapter(features, calls))
-    x = denoise(den, smp, schedule, x, noise_src, mode, callback, tracker=tracker)
+    pieces = adapter_pieces(nets if len(nets) > 1 else nets[0], image, height=height, width=width, batch=batch,
+                            num_images_per_prompt=num_images_per_prompt,
+                            guided=emb.negative_prompt_embeds is not None,
+                            conditioning_scale=adapter_conditioning_scale, calls=calls, mode=mode)
+    for i, piece in enumerate(pieces):
+        for j, f in enumerate(piece.inputs[0]):
+            tracker.add(f"adapter {i} feature {j}", f)
+    x = prepare_latents(components, batch, height, width, noise_src, latents, schedule.init_noise_sigma)
+    tracker.add("initial latents", x)
+    x = sd_denoise(components, emb, micro, x, schedule, smp, noise_src, guidance_scale=g, height=height,
+                   width=width, guidance_rescale=guidance_rescale, pieces=pieces, callback=callback, mode=mode,
+                   tracker=tracker)
     return finish(components, x, output_type, vae_dtype, tracker)
+
+
+FAMILIES = (Family("t2i_adapter", t2i_adapter, ("StableDiffusionAdapterPipeline", "StableDiffusionXLAdapterPipeline"),
+                   {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale",
+                    "sampler": "sampler", "size": "size", "image": "image",
+                    "adapter_scale": "adapter_conditioning_scale"}, ("image",), steps=30,
+                   cli_options=(("--adapter-scale", dict(type=float, default=None, help="T2I-Adapter conditioning "
+                                                                                         "scale (default 1)")),),
+                   help="--image is the condition image (required); --adapter-scale"),)

@@ -5,7 +5,6 @@ images; `digit_grid` draws the shipped digit model's 10-row grid (the default `m
 Class-conditional models trained with a "null" label (`train_unconditional(label_dropout > 0)`)
 accept classifier-free guidance: guidance_scale > 1 with `null_class_label`.
 """
-import weakref
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
@@ -15,13 +14,13 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops as mops
 
-from ..samplers import Sampler, from_config, sample_steps
-from .steps import NoiseSource
+from ..conditioning import CFG, NetInputs, compose
+from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample_steps
+from .family import Family
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
 _DEFAULT_SCHEDULER = {"_class_name": "DDPMScheduler"}
 DIGITS_GUIDANCE_SCALE = 3.0  # classifier-free guidance of digit_grid; see assets/digits/MODEL_CARD.md
-_JIT = weakref.WeakKeyDictionary()
 
 
 def _unet_and_scheduler(components_or_unet) -> tuple:
@@ -32,47 +31,12 @@ def _unet_and_scheduler(components_or_unet) -> tuple:
     return unet, scheduler
 
 
-def resolve_sampler(scheduler: dict, sampler=None, eta: float = 0.0) -> Sampler:
-    """A Sampler from None (the checkpoint's scheduler), "ddpm" / "ddim" / a scheduler class name, a config
-    dict or a Sampler; eta is DDIM's noise scale (Song et al. 2021, eq. 16)."""
-    if isinstance(sampler, Sampler):
-        return sampler
-    if isinstance(sampler, dict):
-        config = sampler
-    else:
-        names = {None: scheduler.get("_class_name"), "ddpm": "DDPMScheduler", "ddim": "DDIMScheduler"}
-        name = names.get(sampler.lower() if isinstance(sampler, str) else sampler, sampler)
-        config = dict(scheduler, _class_name=name)
-    if config.get("_class_name") == "DDIMScheduler":
-        return from_config(config, eta=eta)
-    if eta:
-        raise ValueError(f"eta applies to DDIM only, not {config.get('_class_name')}")
-    return from_config(config)
-
-
-def _net_fn(unet, guided: bool, jit: bool) -> Callable:
-    """(x, t, labels, null_labels, scale) -> eps, with classifier-free guidance when `guided`."""
-
-    def call(x, t, y, y_null, scale):
-        if not guided:
-            return unet(x, t, y).astype(ms.float32)
-        out = unet(mops.concat([x, x], axis=0), t, mops.concat([y_null, y], axis=0)).astype(ms.float32)
-        uncond, cond = mops.split(out, x.shape[0], axis=0)
-        return uncond + scale * (cond - uncond)
-
-    if not jit:
-        return call
-    per_unet = _JIT.setdefault(unet, {})
-    if guided not in per_unet:
-        per_unet[guided] = ms.jit(call)
-    return per_unet[guided]
-
-
 def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inference_steps: int = 1000,
                         class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                         null_class_label: Optional[int] = None, seed: Optional[int] = None,
                         latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
-                        noise=None, mode: str = "graph") -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
+                        noise=None, mode: str = "graph", tracker: Optional[FiniteTracker] = None
+                        ) -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
     """Sample from noise with the UNet and sampler, yielding (step index, sample) after every net call.
 
     All noise (initial latents unless given, then DDPM / DDIM-eta step noise) is drawn in that order from
@@ -81,19 +45,19 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
     unet, scheduler = _unet_and_scheduler(components_or_unet)
     if mode not in ("pynative", "graph"):
         raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
-    smp = resolve_sampler(scheduler, sampler, eta)
+    smp = resolve_sampler(scheduler, sampler, eta=eta)
     schedule = smp.schedule(num_inference_steps)
     cfg = unet.config
-    noise = noise if isinstance(noise, NoiseSource) else NoiseSource(seed, noise)
+    noise = noise_source(seed, noise)
     if latents is None:
         size = cfg.sample_size if isinstance(cfg.sample_size, (tuple, list)) else (cfg.sample_size,) * 2
         if size[0] is None:
             raise ValueError("the unet config has no sample_size: pass latents")
         x = noise.draw((batch_size, cfg.in_channels) + tuple(size)) * float(schedule.init_noise_sigma)
     else:
-        x = latents.astype(ms.float32)
+        x = (latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))).astype(ms.float32)
         batch_size = x.shape[0]
-    y = y_null = None
+    y = None
     if cfg.class_embed_type is not None:
         raise ValueError(f"this recipe passes integer class labels; a UNet with class_embed_type="
                          f"{cfg.class_embed_type!r} takes float class inputs: call the net directly")
@@ -106,18 +70,14 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
         y = Tensor(np.ascontiguousarray(labels))
     elif class_labels is not None:
         raise ValueError("class_labels given but the model is not class-conditional (num_class_embeds is None)")
-    guided = guidance_scale != 1.0
-    if guided:
+    if guidance_scale != 1.0:
         if y is None or null_class_label is None:
             raise ValueError("guidance_scale != 1 needs a class-conditional model and null_class_label")
         y_null = Tensor(np.full((batch_size,), null_class_label, np.int32))
-    net = _net_fn(unet, guided, mode == "graph")
-    scale = Tensor(np.float32(guidance_scale))
-
-    def model(x_in, t):
-        return net(x_in, t, y, y_null, scale)
-
-    yield from sample_steps(smp, schedule, model, x, lambda i: noise.draw(x.shape), jit=mode == "graph")
+        model = compose(unet, NetInputs(class_labels=mops.concat([y_null, y], axis=0)), guidance=CFG(guidance_scale))
+    else:
+        model = compose(unet, NetInputs(class_labels=y))
+    yield from sample_steps(model, x, schedule, smp, noise, mode=mode, tracker=tracker)
 
 
 def to_images(sample: Float[Tensor, "b c h w"], output_type: str = "pil"):
@@ -143,23 +103,27 @@ def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_step
 
     callback(step, sample) runs after every net call; returning True stops early.
     """
+    tracker = FiniteTracker()
     steps = unconditional_steps(components_or_unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
                                 class_labels=class_labels, guidance_scale=guidance_scale,
                                 null_class_label=null_class_label, seed=seed, latents=latents, sampler=sampler,
-                                eta=eta, noise=noise, mode=mode)
+                                eta=eta, noise=noise, mode=mode, tracker=tracker)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_inference_steps, desc="sampling")
     x = latents
-    for i, x in steps:
+    try:
+        for i, x in steps:
+            if bar is not None:
+                bar.update(1)
+            if callback is not None and callback(i, x):
+                break
+    finally:
         if bar is not None:
-            bar.update(1)
-        if callback is not None and callback(i, x):
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
+    tracker.check(x)
     return to_images(x, output_type)
 
 
@@ -196,3 +160,40 @@ def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int 
         grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img[..., 0]
     pil = Image.fromarray((grid * 255).round().astype(np.uint8), mode="L")
     return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
+
+
+def _unconditional_cli(args, components, kwargs: dict) -> tuple:
+    """DDIMPipeline always samples with DDIM (diffusers); class-conditional models need --class-label."""
+    n = components.unet.config.num_class_embeds
+    if n and "class_labels" not in kwargs:
+        raise ValueError(f"this model is class-conditional: pass --class-label in [0, {n})")
+    if "class_labels" in kwargs:
+        if not n:
+            raise ValueError("--class-label given but this model is not class-conditional (num_class_embeds is "
+                             "null)")
+        if not 0 <= kwargs["class_labels"] < n:
+            raise ValueError(f"--class-label must lie in [0, {n}), got {kwargs['class_labels']}")
+        kwargs["class_labels"] = [kwargs["class_labels"]]
+    if components.pipeline_class == "DDIMPipeline":
+        kwargs.setdefault("sampler", "ddim")
+        kwargs.setdefault("num_inference_steps", 50)
+    return unconditional, kwargs
+
+
+def _digits_cli(args, components, kwargs: dict) -> tuple:
+    """The bundled digit model's grid (no --model): one PIL image, its own progress bar."""
+    def grid(_components, callback=None, **kw):
+        return [digit_grid(load_digits_model(kw.pop("dtype", "float32")), progress=True, **kw)]
+
+    kwargs.setdefault("per_class", 8)
+    kwargs["sampler"] = "ddim"
+    return grid, kwargs
+
+
+FAMILIES = (
+    Family("unconditional", unconditional, ("DDPMPipeline", "DDIMPipeline"),
+           {"sampler": "sampler", "class_label": "class_labels"}, steps=1000, prepare=_unconditional_cli,
+           help="unconditional (--class-label if class-conditional; steps 1000 / DDIM 50)"),
+    Family("digits", digit_grid, (None,), {"per_class": "per_class"}, steps=20, sampler="ddim",
+           prepare=_digits_cli, help="no --model: the bundled digit model's grid (--per-class, default 8)"),
+)

@@ -16,14 +16,14 @@ Design
   with `mindspore.jit` once per sampler and shape (`jit_step`).
 * Prediction types are not branches in samplers: `denoiser.prediction_coefficients` tabulates, for
   each call, the linear map net output -> (x0, eps) for "epsilon", "v_prediction", "sample" or
-  "flow_prediction"; every step applies it with `denoiser.to_x0_eps`. Classifier-free guidance
-  (`denoiser.guidance`, with diffusers' guidance_rescale) wraps the net before it reaches the loop.
+  "flow_prediction"; every step applies it with `denoiser.to_x0_eps`. Guidance and other conditioning wrap
+  the net before it reaches the loop (`msdiff.conditioning`).
 * Multi-stage methods (Heun, KDPM2, PNDM's Runge-Kutta warm-up) follow diffusers' call layout (one
-  row per net call, a flag column selects the stage), so every sampler runs in the same loop:
-  `sample_steps` yields (i, x) after each call for progress, preview and early stop; `sample` runs
-  it with an optional callback. Multistep history (PLMS, DPM-Solver++, UniPC, LMS) is the state tuple.
-* Noise: stochastic samplers (`sampler.stochastic`) take `noise` as a Tensor [calls, *x.shape] or a
-  callable noise(i) -> Tensor, called only at calls where `schedule.needs_noise[i]`.
+  row per net call, a flag column selects the stage), so every sampler runs in the one loop
+  (`loop.sample_steps` yields (i, x) after each call for progress, preview and early stop; `loop.sample`
+  runs it with an optional callback). Multistep history (PLMS, DPM-Solver++, UniPC, LMS) is the state tuple.
+* Noise: stochastic samplers (`sampler.stochastic`) draw from a `NoiseSource` (seeded numpy, recorded
+  arrays or a callable(shape)) only at calls where `schedule.needs_noise[i]`, outside compiled code.
 * img2img: `img2img_schedule(sampler, n, strength)` keeps the calls diffusers' pipelines keep
   (t_start * order; LCM folds strength into its schedule), restarting multistep state there;
   `add_noise(schedule, x0, noise)` noises x0 to the first kept call.
@@ -38,22 +38,25 @@ FlowMatchEulerDiscreteScheduler edm.flow_match_euler.
 
 Typical use::
 
-    sampler = samplers.from_config(scheduler_config)             # eta=..., mu=... per-call options
+    sampler = samplers.resolve_sampler(scheduler_config, "euler")   # or from_config(config, eta=...)
     schedule = sampler.schedule(num_inference_steps)
-    model = samplers.guidance(lambda x, t: unet(x, t, embeddings), 7.5, guidance_rescale=0.0)
-    x = noise * schedule.init_noise_sigma
-    for i, x in samplers.sample_steps(sampler, schedule, model, x, noise=step_noise, jit=True):
-        ...                                                        # progress, preview, break to stop
+    model = conditioning.compose(unet, conditioning.NetInputs(encoder_hidden_states=ctx),
+                                 guidance=conditioning.CFG(7.5))
+    noise = samplers.NoiseSource(seed=0)
+    x = noise.draw(shape) * schedule.init_noise_sigma
+    x = samplers.sample(model, x, schedule, sampler, noise, callback=None, mode="graph")
 """
 from .config import SAMPLERS, from_config
-from .core import (Sampler, Schedule, add_noise, img2img_schedule, img2img_start, jit_step, sample,
-                   sample_steps)
-from .denoiser import (combine_guidance, guidance, prediction_coefficients, rescale_noise_cfg, threshold,
-                       to_x0_eps)
+from .core import Sampler, Schedule, add_noise, img2img_schedule, img2img_start
+from .denoiser import combine_guidance, prediction_coefficients, rescale_noise_cfg, threshold, to_x0_eps
+from .loop import FiniteTracker, Model, NonFiniteError, as_model, sample, sample_steps
+from .noise import NoiseSource, noise_source
+from .resolve import resolve_sampler, sampler_names
 from . import schedules
 
 __all__ = [
     "SAMPLERS", "from_config", "Sampler", "Schedule", "add_noise", "img2img_schedule", "img2img_start",
-    "jit_step", "sample", "sample_steps", "combine_guidance", "guidance", "prediction_coefficients",
-    "rescale_noise_cfg", "threshold", "to_x0_eps", "schedules",
+    "combine_guidance", "prediction_coefficients", "rescale_noise_cfg", "threshold", "to_x0_eps", "FiniteTracker",
+    "Model", "NonFiniteError", "as_model", "sample", "sample_steps", "NoiseSource", "noise_source",
+    "resolve_sampler", "sampler_names", "schedules",
 ]

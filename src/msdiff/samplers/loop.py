@@ -1,0 +1,169 @@
+"""THE sampling loop: `sample(model, x, schedule, sampler, noise, callback) -> x`, in k-diffusion's shape.
+
+A `Model` is what the loop calls at every step: a pure function fn(x_in, t, inputs, scales) -> net output, the
+Tensors it reads (`inputs`, the same at every call, so new values never recompile), the per-call floats it reads
+(`scales(i, n)`: guidance scales, ControlNet windows, adapter gates, blending levels) and an optional `post`
+function applied to the sampler's result inside the same step (inpainting's re-masking). `msdiff.conditioning`
+builds Models from nets; a plain callable model(x_in, t) works too. In graph mode the whole step (net call,
+guidance, sampler update, post) is one `mindspore.jit` graph per model key, sampler and shape, kept in one cache.
+Random noise is drawn outside the compiled step, in order, from a `NoiseSource`. Every step records whether its
+result is finite; `sample` raises NonFiniteError naming the first bad step instead of returning inf/nan.
+"""
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterator, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+from jaxtyping import Float
+from mindspore import Tensor
+from mindspore import ops
+
+from .core import Sampler, Schedule
+
+MODES = ("pynative", "graph")
+
+
+class NonFiniteError(FloatingPointError):
+    """A run produced inf/nan; the message names the first stage where it appeared."""
+
+
+class FiniteTracker:
+    """Cheap non-finite bookkeeping: one isfinite flag per stage, read only when the end result is bad."""
+
+    def __init__(self):
+        self.stages = []
+
+    def add(self, name: str, x: Tensor) -> None:
+        """Record whether x (the output of stage `name`) is all finite (no host sync here)."""
+        self.stages.append((name, ops.isfinite(x).all()))
+
+    def first_bad(self) -> Optional[str]:
+        """The first recorded stage whose output was not finite, or None."""
+        return next((name for name, ok in self.stages if not bool(ok)), None)
+
+    def check(self, x: Tensor, what: str = "the final latents") -> None:
+        """NonFiniteError naming the first non-finite stage if x holds inf/nan."""
+        if bool(ops.isfinite(x).all()):
+            return
+        first = self.first_bad() or what
+        raise NonFiniteError(f"non-finite values (inf/nan) first appeared in {first}. In float16 this is "
+                             f"usually an overflow: load the pipeline with dtype='float32', keep the VAE in "
+                             f"float32 (vae_dtype='float32'), or lower guidance_scale; NaN or huge values in the "
+                             f"weights or config do the same; msdiff.diagnose.first_nonfinite(net, ...) finds the "
+                             f"block")
+
+
+def _no_scales(i: int, n: int) -> tuple:
+    return ()
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A net call as the loop sees it (see the module docstring). `key` names everything static in fn (with
+    `owner`, the net the compiled graph belongs to)."""
+
+    fn: Callable
+    inputs: tuple = ()
+    scales: Callable[[int, int], tuple] = _no_scales
+    post: Optional[Callable] = None
+    key: Hashable = None
+    owner: object = None
+
+
+def as_model(model) -> Model:
+    """A Model, or a plain callable model(x_in, t) -> out wrapped as one."""
+    if isinstance(model, Model):
+        return model
+    if not callable(model):
+        raise TypeError(f"model must be an msdiff Model or a callable model(x, t), got {type(model).__name__}")
+
+    def fn(x, t, inputs, scales):
+        return model(x, t)
+
+    return Model(fn, key=("callable",), owner=model)
+
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _step_fn(model: Model, sampler: Sampler) -> Callable:
+    """The pure per-call function (x, t, div, row, noise, state, inputs, scales) -> (x_next, state)."""
+    fn, post, sampler_step = model.fn, model.post, sampler.step
+
+    def step(x, t, div, row, noise, state, inputs, scales):
+        out = fn(x / div, t, inputs, scales).astype(ms.float32)
+        x_next, state = sampler_step(x, out, state, row, noise)
+        if post is not None:
+            x_next = post(x_next, inputs, scales)
+        return x_next, state
+
+    return step
+
+
+def _compiled(model: Model, sampler: Sampler) -> Callable:
+    per_owner = _COMPILED.setdefault(model.owner if model.owner is not None else model.fn, {})
+    key = (model.key, sampler.step, model.post is not None)
+    if key not in per_owner:
+        per_owner[key] = ms.jit(_step_fn(model, sampler))
+    return per_owner[key]
+
+
+def _mutable(values: tuple) -> tuple:
+    """A tuple as a mutable jit input, so new values don't recompile (mutable(()) fails: keep it plain)."""
+    return ms.mutable(values) if values else values
+
+
+def _draw(noise, shape: tuple) -> Tensor:
+    if noise is None:
+        raise ValueError("this sampler draws noise at every step: pass a NoiseSource (or seed=) as `noise`")
+    return noise.draw(shape) if hasattr(noise, "draw") else Tensor(np.asarray(noise(shape), np.float32))
+
+
+def sample_steps(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sampler, noise=None, *,
+                 mode: str = "graph", tracker: Optional[FiniteTracker] = None
+                 ) -> Iterator[Tuple[int, Float[Tensor, "b ..."]]]:
+    """Run the sampler over `schedule`, yielding (call index, sample) after every net call.
+
+    noise: an object with draw(shape) (msdiff.samplers.NoiseSource) or a callable(shape), used only at the calls
+    where the sampler needs fresh noise.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    model = as_model(model)
+    step = _compiled(model, sampler) if mode == "graph" else _step_fn(model, sampler)
+    wrap = _mutable if mode == "graph" else tuple
+    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, np.float32))
+    x = x.astype(ms.float32)
+    state = sampler.init_state(x)
+    rows, n, zeros = schedule.rows(), len(schedule), None
+    inputs = wrap(tuple(model.inputs))
+    for i in range(n):
+        nz = None
+        if sampler.stochastic:
+            if schedule.needs_noise[i]:
+                nz = _draw(noise, x.shape)
+            else:
+                zeros = ops.zeros_like(x) if zeros is None else zeros
+                nz = zeros
+        div = Tensor(np.float32(schedule.input_div[i]))
+        scales = Tensor(np.asarray(tuple(model.scales(i, n)) or (0.0,), np.float32))
+        x, state = step(x, schedule.timestep(i), div, rows[i], nz, wrap(tuple(state)), inputs, scales)
+        if tracker is not None:
+            tracker.add(f"denoising step {i} (timestep {float(schedule.timesteps[i]):g})", x)
+        yield i, x
+
+
+def sample(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sampler, noise=None,
+           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, *, mode: str = "graph",
+           tracker: Optional[FiniteTracker] = None) -> Float[Tensor, "b ..."]:
+    """The final sample of `sample_steps`; callback(i, x) after each call, returning True stops early.
+
+    Raises NonFiniteError (naming the first non-finite step) if the result holds inf/nan.
+    """
+    tracker = FiniteTracker() if tracker is None else tracker
+    for i, x in sample_steps(model, x, schedule, sampler, noise, mode=mode, tracker=tracker):
+        if callback is not None and callback(i, x):
+            break
+    tracker.check(x)
+    return x
