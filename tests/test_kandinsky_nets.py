@@ -71,3 +71,23 @@ def test_full_size_structure(name):
     with no_init_parameters():
         net = entry.cls(entry.config_from_diffusers(doc["config"]))
     assert_one_to_one(doc["params"], msdiff_shapes(net), entry.map_weights)
+
+
+@pytest.mark.parametrize("dtype,mode", [("float32", "pynative"), ("float16", "pynative"), ("float32", "jit")])
+def test_movq_decode_parity(dtype, mode):
+    """Kandinsky's call: movq.decode(latents, force_not_quantize=True)."""
+    d, net = _data("movq"), _net("movq", dtype)
+
+    def f(z):
+        return net.decode(z, force_not_quantize=True)
+
+    with np.load(FIX / "movq.npz") as ref:
+        assert_parity(_run(f, mode, d["latents"]), ref["decoded"], f"movq decode {mode}", dtype)
+
+
+def test_movq_encode_and_quantized_decode():
+    d, net = _data("movq"), _net("movq", "float32")
+    with np.load(FIX / "movq.npz") as ref:
+        h = net.encode(d["image"])
+        assert_parity(h, ref["encoded"], "movq encode")
+        assert_parity(net.decode(ms.Tensor(ref["encoded"])), ref["quantized"], "movq quantized decode")

@@ -57,6 +57,6 @@ def test_vq_parity(mode, dtype):
 def test_vq_config():
     assert config_from_diffusers({"act_fn": "silu", "latent_channels": 3}) == VQModelConfig(latent_channels=3)
     with pytest.raises(ValueError, match="norm_type"):
-        config_from_diffusers({"norm_type": "spatial"})
+        config_from_diffusers({"norm_type": "layer"})
     with pytest.raises(ValueError, match="lookup_from_codebook"):
         config_from_diffusers({"lookup_from_codebook": True})

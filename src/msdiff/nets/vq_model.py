@@ -3,6 +3,8 @@
 `encode(x) -> h` (pre-quantisation latents), `quantize(h) -> (z_q, indices)` and
 `decode(h, force_not_quantize=False) -> x` follow diffusers' VQModel (decode quantizes first unless
 told not to). Encoder/Decoder are AutoencoderKL's, with a single-width encoder output (double_z off).
+norm_type "spatial" (MoVQ, Kandinsky's image decoder) swaps in blocks.spatial_norm.SpatialDecoder, whose norms
+are modulated by the quantized latents, and allows the attention encoder / decoder blocks.
 The codebook search runs in fp32 whatever the compute dtype (diffusers never casts `quantize`).
 """
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from mindspore import ops as mops
 
 from .. import ops
 from ..blocks.layers import Conv2d, Embedding
+from ..blocks.spatial_norm import AttnDownEncoderBlock2D, SpatialDecoder
 from ._config import read_config
 from ._keys import modern_attention_key
 from .autoencoder_kl import AutoencoderKLConfig, Decoder, Encoder
@@ -38,16 +41,18 @@ class VQModelConfig:
     scaling_factor: float = 0.18215
     mid_block_add_attention: bool = True
     force_upcast: bool = False
+    norm_type: str = "group"
 
 
-_FIXED = {"act_fn": ("silu", "swish"), "norm_type": ("group",), "lookup_from_codebook": (False,)}
+_FIXED = {"act_fn": ("silu", "swish"), "norm_type": ("group", "spatial"), "lookup_from_codebook": (False,)}
 
 
 def config_from_diffusers(d: dict) -> VQModelConfig:
     """VQModelConfig from a diffusers config.json dict; ValueError names unsupported keys/values."""
     cfg = read_config(VQModelConfig, d, "VQModel", _FIXED)
-    bad = [t for t in cfg.down_block_types if t != "DownEncoderBlock2D"]
-    bad += [t for t in cfg.up_block_types if t != "UpDecoderBlock2D"]
+    bad = [t for t in cfg.down_block_types if t not in ("DownEncoderBlock2D", "AttnDownEncoderBlock2D")]
+    up = ("UpDecoderBlock2D", "AttnUpDecoderBlock2D") if cfg.norm_type == "spatial" else ("UpDecoderBlock2D",)
+    bad += [t for t in cfg.up_block_types if t not in up]
     if bad:
         raise ValueError(f"VQModel: block types {bad} are not supported by msdiff")
     return cfg
@@ -96,10 +101,21 @@ class VQModel(nn.Cell):
         vq = c.vq_embed_dim if c.vq_embed_dim is not None else lc
         self.encoder = Encoder(kl, dtype)
         self.encoder.conv_out = Conv2d(c.block_out_channels[-1], lc, 3, padding=1, dtype=dtype)
+        boc = c.block_out_channels
+        for i, kind in enumerate(c.down_block_types):
+            if kind == "AttnDownEncoderBlock2D":
+                self.encoder.down_blocks[i] = AttnDownEncoderBlock2D(
+                    boc[max(i - 1, 0)], boc[i], c.layers_per_block, 1e-6, c.norm_num_groups,
+                    add_downsample=i < len(boc) - 1, downsample_padding=0, dtype=dtype)
         self.quant_conv = Conv2d(lc, vq, 1, dtype=dtype)
         self.quantize = VectorQuantizer(c.num_vq_embeddings, vq, dtype=ms.float32)
         self.post_quant_conv = Conv2d(vq, lc, 1, dtype=dtype)
-        self.decoder = Decoder(kl, dtype)
+        self.spatial = c.norm_type == "spatial"
+        if self.spatial:
+            self.decoder = SpatialDecoder(lc, c.out_channels, boc, c.up_block_types, c.layers_per_block,
+                                          c.mid_block_add_attention, dtype)
+        else:
+            self.decoder = Decoder(kl, dtype)
 
     def encode(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b d h2 w2"]:
         """Latents before quantisation (encoder then quant_conv)."""
@@ -110,6 +126,8 @@ class VQModel(nn.Cell):
         h = h.astype(self.compute_dtype)
         if not force_not_quantize:
             h, _ = self.quantize(h)
+        if self.spatial:
+            return self.decoder(self.post_quant_conv(h), h)
         return self.decoder(self.post_quant_conv(h))
 
     def construct(self, h: Float[Tensor, "b d h w"]) -> Float[Tensor, "b c h2 w2"]:
