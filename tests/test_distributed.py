@@ -206,7 +206,8 @@ def _worker(work: Path) -> None:
     distributed.barrier()
     _train(work / "parallel", STEPS, False, losses)
     mean = ms.jit(MeanOverRanks(w.size))
-    compiled = [t.asnumpy().tolist() for t in mean((Tensor([w.rank + 1.0]), Tensor(np.full((2, 2), w.rank * 2.0))))]
+    inputs = (Tensor(np.float32([w.rank + 1.0])), Tensor(np.full((2, 2), w.rank * 2.0, np.float32)))
+    compiled = [t.asnumpy().tolist() for t in mean(inputs)]
     report = {"rank": w.rank, "size": w.size, "written": [p.name for p in batch.written], "skipped": batch.skipped,
               "writes": len(writes), "losses": losses,
               "compiled_mean": compiled}

@@ -70,34 +70,37 @@ def batch_share(batch_size: int, w: Optional[World] = None) -> slice:
     return slice(w.rank * local, (w.rank + 1) * local)
 
 
-def _flat_sum(tensors: tuple, reduce) -> tuple:
-    """Sum each float32 tensor over all ranks with one all-reduce of their concatenation."""
-    flat = reduce(mops.concat([t.astype(ms.float32).reshape(-1) for t in tensors]))
-    out, start = (), 0
-    for t in tensors:
-        size = 1
-        for d in t.shape:
-            size *= d
-        out += (flat[start:start + size].reshape(t.shape),)
-        start += size
-    return out
+def _flat_sum(tensors: tuple) -> tuple:
+    """Sum each float32 tensor over all ranks with one all-reduce of their concatenation (PyNative)."""
+    flat = mops.AllReduce()(mops.concat([t.astype(ms.float32).reshape(-1) for t in tensors]))
+    ends = np.cumsum([int(np.prod(t.shape)) for t in tensors])
+    return tuple(flat[int(e - np.prod(t.shape)):int(e)].reshape(t.shape) for t, e in zip(tensors, ends))
+
+
+_mean_one = mops.MultitypeFuncGraph("mean_over_ranks")
+
+
+@_mean_one.register("Number", "Function", "Tensor")
+def _mean_tensor(size, reduce, tensor):
+    return reduce(tensor) / size
 
 
 class MeanOverRanks(nn.Cell):
-    """Average a tuple of tensors (loss, gradients) over all ranks: one sum all-reduce, divided by N.
+    """Average a tuple of tensors (loss, gradients) over all ranks: a sum all-reduce each, divided by N.
 
-    The identity for a single rank; compiles under mindspore.jit.
+    The identity for a single rank; compiles under mindspore.jit for nets of any depth (a HyperMap, not a loop).
     """
 
     def __init__(self, size: int):
         super().__init__()
         self.size = size
         self.reduce = mops.AllReduce() if size > 1 else None
+        self.map = mops.HyperMap()
 
     def construct(self, tensors):
         if self.size == 1:
             return tensors
-        return tuple(t / self.size for t in _flat_sum(tensors, self.reduce))
+        return self.map(mops.partial(_mean_one, self.size, self.reduce), tensors)
 
 
 def sum_over_ranks(values: Sequence[float], w: Optional[World] = None) -> List[float]:
@@ -115,7 +118,7 @@ def broadcast_from_main(params: Sequence[Parameter], w: Optional[World] = None) 
     if w.size == 1 or not params:
         return
     values = tuple(p.value() if w.is_main else mops.zeros_like(p.value()) for p in params)
-    for p, v in zip(params, _flat_sum(values, mops.AllReduce())):
+    for p, v in zip(params, _flat_sum(values)):
         p.set_data(v.astype(p.dtype))
 
 
