@@ -11,7 +11,7 @@ from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
 from ..nets._precision import apply_fp32_blocks
-from ..nets._config import check_values
+from ..nets._config import check_blocks, check_values
 from ..ops._backend import check_compute_dtype
 from .paths import CheckpointNotFoundError, LoadError, confined, resolve_folder, trust_root
 from .registry import net_entry
@@ -34,8 +34,8 @@ def parse_dtype(dtype) -> "ms.dtype":
 
 
 def read_config(folder: "str | os.PathLike", name: str = "config.json", root: "str | os.PathLike" = None) -> dict:
-    """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent); the file must
-    resolve inside `root` (default: the folder, or its hub cache repo; see `paths.trust_root`)."""
+    """Read a JSON config from a folder (CheckpointNotFoundError naming the folder if absent); given a `root`
+    (see `paths.trust_root`), the file must resolve inside it."""
     path = Path(folder) / name
     if not path.is_file():
         hint = ""
@@ -45,7 +45,8 @@ def read_config(folder: "str | os.PathLike", name: str = "config.json", root: "s
                     f"{', '.join(subfolders)})")
         raise CheckpointNotFoundError(f"no {name} in {folder}; a diffusers/transformers component folder "
                                       f"holds {name} next to its *.safetensors weights{hint}")
-    confined(path, trust_root(folder) if root is None else root)
+    if root is not None:
+        confined(path, root)
     try:
         config = json.loads(path.read_text())
     except ValueError as e:
@@ -67,12 +68,14 @@ def class_name_of(config: dict, path: "str | os.PathLike" = "config.json") -> st
 
 def _read_net_config(entry, config_dict: dict, class_name: str, config_path: Path):
     """entry.config_from_diffusers(config_dict), each value first checked against the field types and ranges of
-    the config class it returns (`nets._config.check_values`); LoadError naming the file otherwise."""
+    the config class it returns (`nets._config.check_values`), the result's per-block values then checked against
+    each other (`check_blocks`); LoadError naming the file otherwise."""
     config_cls = typing.get_type_hints(entry.config_from_diffusers).get("return")
     try:
         if dataclasses.is_dataclass(config_cls):
             check_values(config_cls, config_dict, class_name)
-        return entry.config_from_diffusers(config_dict)
+        config = entry.config_from_diffusers(config_dict)
+        return check_blocks(config, class_name) if dataclasses.is_dataclass(config) else config
     except ValueError as e:
         raise LoadError(f"{config_path}: {e}") from e
 
@@ -92,8 +95,8 @@ def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, 
     compute_dtype = parse_dtype(dtype)
     base = resolve_folder(path_or_repo_id)
     folder, root = resolve_folder(base, subfolder), trust_root(base)
-    config_path = folder / "config.json"
-    config_dict = read_config(folder, root=root)
+    config_path = confined(folder / "config.json", root)
+    config_dict = read_config(folder)
     class_name = class_name_of(config_dict, config_path)
     try:
         entry = net_entry(class_name)

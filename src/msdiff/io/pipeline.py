@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .loader import load, parse_dtype, read_config
-from .paths import LoadError, resolve_folder
+from .paths import LoadError, check_plain_name, confined_folder, resolve_folder, trust_root
 from .registry import NETS, TOKENIZERS, tokenizer_class
 
 _FIELDS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -29,19 +29,44 @@ class Components:
 
 
 def _load_component(folder, name: str, library, class_name: str, dtype, variant):
-    sub = folder / name
+    sub, root = folder / name, trust_root(folder)
     if class_name in NETS:
         return load(folder, name, dtype=dtype, variant=variant)
     if class_name in TOKENIZERS:
-        return tokenizer_class(class_name).from_pretrained(resolve_folder(folder, name))
+        return tokenizer_class(class_name).from_pretrained(confined_folder(resolve_folder(folder, name), root))
     if class_name.endswith("Scheduler") and (sub / "scheduler_config.json").is_file():
-        return read_config(sub, "scheduler_config.json")
+        return _scheduler_config(sub, root)
     if class_name in _PREPROCESSORS and (sub / "preprocessor_config.json").is_file():
-        return read_config(sub, "preprocessor_config.json")
+        return read_config(sub, "preprocessor_config.json", root=root)
     raise LoadError(f"{folder / 'model_index.json'}: component {name!r} has class {library}.{class_name}, "
                     f"which msdiff does not load; supported nets: {', '.join(sorted(NETS))}; tokenizers: "
                     f"{', '.join(sorted(TOKENIZERS))}; schedulers are returned as their config dict. "
                     f"Pass skip=({name!r},) to leave it out.")
+
+
+def _scheduler_config(sub, root) -> dict:
+    """scheduler_config.json, its values checked for the sampler msdiff builds from it (when it knows the class)."""
+    from ..samplers.config import check_config
+
+    config = read_config(sub, "scheduler_config.json", root=root)
+    try:
+        check_config(config)
+    except ValueError as e:
+        raise LoadError(f"{sub / 'scheduler_config.json'}: {e}") from e
+    return config
+
+
+def _component(index_path, name: str, value) -> "tuple | None":
+    """(library, class name) of a model_index.json entry that names a component, None for a pipeline option;
+    LoadError for a malformed component entry or a component name that is not a plain folder name."""
+    is_pair = isinstance(value, (list, tuple)) and len(value) == 2
+    if is_pair and all(v is None or isinstance(v, str) for v in value):
+        check_plain_name(name, index_path, "component")
+        return tuple(value)
+    if name in _FIELDS or (is_pair and isinstance(value[0], str)):
+        raise LoadError(f"{index_path}: component {name!r} = {value!r} is malformed; a component entry is "
+                        f"[library, class name] (strings, or null for an absent component)")
+    return None
 
 
 def load_pipeline(path_or_repo_id: "str | os.PathLike", *, dtype="float32", variant: Optional[str] = None,
@@ -49,15 +74,19 @@ def load_pipeline(path_or_repo_id: "str | os.PathLike", *, dtype="float32", vari
     """Load every component listed in model_index.json (nets via `load`, tokenizers, scheduler config)."""
     parse_dtype(dtype)
     folder = resolve_folder(path_or_repo_id)
-    index = read_config(folder, "model_index.json")
+    index = read_config(folder, "model_index.json", root=trust_root(folder))
+    index_path = folder / "model_index.json"
+    if not isinstance(index.get("_class_name"), (str, type(None))):
+        raise LoadError(f"{index_path}: _class_name {index['_class_name']!r} must be a string (the pipeline class)")
     parts, extra, options = {}, {}, {}
     for name, value in index.items():
         if name.startswith("_"):
             continue
-        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        component = _component(index_path, name, value)
+        if component is None:
             options[name] = value
             continue
-        library, class_name = value
+        library, class_name = component
         if class_name is None or name in skip:
             loaded = None
         else:

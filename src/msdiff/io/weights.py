@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from .paths import CheckpointNotFoundError, LoadError
+from .paths import CheckpointNotFoundError, LoadError, confined, is_plain_name, trust_root
 
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
@@ -51,32 +51,43 @@ def _refuse_pickles(folder: Path, pickles: list) -> LoadError:
         f"weights_only=True), 'diffusion_pytorch_model.safetensors')`.")
 
 
-def _shards(index: Path) -> list:
+def _shards(index: Path, root: Path) -> list:
+    """The shard files a `*.safetensors.index.json` names: plain .safetensors names in its folder, on disk."""
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = json.loads(confined(index, root).read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LoadError(f"cannot read the shard index {index}: {e!r}") from e
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise LoadError(f"{index}: weight_map must be a non-empty object (tensor name -> shard file name); "
+                        f"got {type(weight_map).__name__} {str(weight_map)[:80]!r}")
+    for key, name in weight_map.items():
+        if not (is_plain_name(name) and name.endswith(".safetensors")):
+            raise LoadError(f"{index}: weight_map entry {key!r}: {name!r} is not a .safetensors file name in "
+                            f"{index.parent} (plain names only: no '/', '\\', '..' or absolute path)")
     files = [index.parent / name for name in sorted(set(weight_map.values()))]
     absent = [f.name for f in files if not f.is_file()]
     if absent:
         raise CheckpointNotFoundError(f"{index} lists {len(absent)} shard(s) missing on disk: "
                                       f"{', '.join(absent[:_SHOW])}")
-    return files
+    return [confined(f, root) for f in files]
 
 
-def find_weight_files(folder: "str | os.PathLike", variant: Optional[str] = None) -> tuple:
-    """Folder -> (source, files): the single .safetensors file, or the shard index and its shards."""
+def find_weight_files(folder: "str | os.PathLike", variant: Optional[str] = None, *,
+                      root: "str | os.PathLike" = None) -> tuple:
+    """Folder -> (source, files): the single .safetensors file, or the shard index and its shards; each must
+    resolve inside `root` (default: the folder, or its hub cache repo; see `paths.trust_root`)."""
     folder = Path(folder)
+    root = trust_root(folder) if root is None else Path(root)
     for base in WEIGHT_NAMES:
         single = folder / add_variant(f"{base}.safetensors", variant)
         if single.is_file():
-            return single, [single]
+            return single, [confined(single, root)]
         indexes = [folder / add_variant(f"{base}.safetensors.index.json", variant)]
         if variant:
             indexes.append(folder / f"{base}.{variant}.safetensors.index.json")
         for index in indexes:
             if index.is_file():
-                return index, _shards(index)
+                return index, _shards(index, root)
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     safetensors = [n for n in present if n.endswith(".safetensors") or n.endswith(".index.json")]
     if safetensors:
@@ -123,6 +134,7 @@ def _read_into(f, path: Path, key: str, st_dtype: str, span: tuple, out: np.ndar
     f.seek(span[0])
     if source == out.dtype:
         _fill(f, path, key, flat)
+        _check_values(flat, path, key, out.dtype)
         return
     step = max(1, _CAST_CHUNK // source.itemsize)
     buffer = np.empty(min(step, flat.size), source)
@@ -131,7 +143,22 @@ def _read_into(f, path: Path, key: str, st_dtype: str, span: tuple, out: np.ndar
         _fill(f, path, key, part)
         if st_dtype == "BF16":
             part = (part.astype(np.uint32) << 16).view(np.float32)
+        _check_values(part, path, key, out.dtype)
         np.copyto(flat[first:first + part.size], part, casting="unsafe")
+
+
+def _check_values(values: np.ndarray, path: Path, key: str, target: np.dtype) -> None:
+    """LoadError if float `values` hold NaN / inf, or magnitudes beyond the finite range of dtype `target`."""
+    if values.dtype.kind != "f" or values.size == 0:
+        return
+    low, high = values.min(), values.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise LoadError(f"{path}: tensor {key!r} holds NaN or infinite values; the checkpoint is damaged "
+                        f"(msdiff loads finite weights only)")
+    if np.dtype(target).kind == "f" and max(-float(low), float(high)) > float(np.finfo(target).max):
+        raise LoadError(f"{path}: tensor {key!r} has values up to {max(-float(low), float(high)):.6g} in magnitude, "
+                        f"beyond the {np.dtype(target).name} range (+-{float(np.finfo(target).max):.6g}); "
+                        f"load it in float32")
 
 
 def _fill(f, path: Path, key: str, flat: np.ndarray) -> None:
@@ -215,16 +242,19 @@ def _load_tensor(f, path: Path, key: str, st_dtype: str, span: tuple, param) -> 
 
 
 def load_weights(cell: nn.Cell, folder_or_files: "str | os.PathLike | Iterable", map_weights: Callable = None,
-                 *, variant: Optional[str] = None) -> nn.Cell:
+                 *, variant: Optional[str] = None, root: "str | os.PathLike" = None) -> nn.Cell:
     """Fill every parameter of `cell` from safetensors, strictly; each tensor cast to its parameter's dtype.
 
     `folder_or_files` is a folder (weights found as diffusers/transformers name them, honouring
     `variant`), one .safetensors file, or a list of them. `map_weights(key)` maps a checkpoint key to
     a parameter name of `cell` (default: identity); returning None drops a key that is not a weight.
+    A folder's files must resolve inside `root` (default: the folder, or its hub cache repo). A tensor
+    holding NaN or inf, or with values beyond the range of its parameter's dtype (float16: 65504), is an
+    error naming it and its file.
     """
     map_weights = map_weights or (lambda key: key)
     if isinstance(folder_or_files, (str, os.PathLike)) and Path(folder_or_files).is_dir():
-        source, files = find_weight_files(folder_or_files, variant)
+        source, files = find_weight_files(folder_or_files, variant, root=root)
     else:
         files = [Path(folder_or_files)] if isinstance(folder_or_files, (str, os.PathLike)) \
             else [Path(f) for f in folder_or_files]
