@@ -22,6 +22,7 @@ class Schedule:
     coefs: float32 rows (n, k) fed to the step function; the first 6 columns convert the net output.
     needs_noise: call i consumes a fresh standard-normal tensor.
     noise_level: rows (a, b): a sample at call i is a*x0 + b*noise (`add_noise`).
+    columns: the k column names of coefs (`denoiser.Columns.names` of the sampler).
     """
 
     timesteps: np.ndarray
@@ -32,7 +33,13 @@ class Schedule:
     needs_noise: np.ndarray
     noise_level: np.ndarray
     num_inference_steps: int
+    columns: tuple
     _rows: tuple = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self):
+        if np.ndim(self.coefs) != 2 or np.shape(self.coefs)[1] != len(self.columns):
+            raise ValueError(f"Schedule: coefs of shape {np.shape(self.coefs)} need one name per column, "
+                             f"got {len(self.columns)} names {self.columns}")
 
     def __len__(self) -> int:
         return len(self.timesteps)

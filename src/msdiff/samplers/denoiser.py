@@ -5,6 +5,10 @@ sampler state x is a linear mix x = alpha*x0 + sigma*eps (alpha=1 for k-diffusio
 alpha=1-sigma for flow matching), so the conversion is the same linear map for all samplers:
 a per-step row (px, pm, pd, qx, qm, qd) with x0 = (px*x + pm*out)/pd and eps = (qx*x + qm*out)/qd,
 tabulated once by `prediction_coefficients` and applied inside each step by `to_x0_eps`.
+
+Every coefficient row starts with these six columns; a sampler names the columns it adds with
+`Columns`, builds its table by name and reads `c[COLS.dt]` in its step (the indices are Python ints,
+so the row stays one float32 Tensor input and one compiled graph serves every call).
 """
 from typing import Callable
 
@@ -14,6 +18,57 @@ from mindspore import Tensor, ops
 from jaxtyping import Float
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")
+PREDICTION_COLUMNS = ("px", "pm", "pd", "qx", "qm", "qd")
+
+
+class Columns:
+    """Named columns of a sampler's coefficient row: the six prediction columns, then the sampler's own.
+
+    `cols.dt` is the index of column "dt"; `cols.table(pred, dt=...)` builds rows by name.
+    """
+
+    def __init__(self, *own: str):
+        names = PREDICTION_COLUMNS + own
+        bad = [n for n in own if not n.isidentifier() or n.startswith("_") or hasattr(Columns, n)]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"coefficient column names must be distinct identifiers, got {names}")
+        self.names = names
+        self.own = own
+        for i, name in enumerate(names):
+            setattr(self, name, i)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"Columns{self.own}"
+
+    def table(self, pred, **columns) -> np.ndarray:
+        """Float64 rows (..., len(self)) from prediction rows (..., 6) and a value or array per own column."""
+        if set(columns) != set(self.own):
+            missing, unknown = sorted(set(self.own) - set(columns)), sorted(set(columns) - set(self.own))
+            raise ValueError(f"{self!r}.table: missing columns {missing}, unknown columns {unknown}")
+        pred = np.asarray(pred, np.float64)
+        if pred.shape[-1:] != (len(PREDICTION_COLUMNS),):
+            raise ValueError(f"{self!r}.table: prediction rows must end in {len(PREDICTION_COLUMNS)}, got {pred.shape}")
+        shape = pred.shape[:-1]
+        own = [np.broadcast_to(np.asarray(columns[n], np.float64), shape)[..., None] for n in self.own]
+        return np.concatenate([pred, *own], axis=-1)
+
+    def stack(self, rows) -> np.ndarray:
+        """Float32 table (n, len(self)) of rows built one call at a time by `table`."""
+        table = np.asarray(rows, np.float64)
+        table = table.reshape(0, len(self)) if table.size == 0 else table
+        if table.ndim != 2 or table.shape[1] != len(self):
+            raise ValueError(f"{self!r}.stack: rows must have {len(self)} columns, got shape {table.shape}")
+        return table.astype(np.float32)
+
+
+_P = Columns()
+
+
+def _prediction_rows(px, pm, pd, qx, qm, qd) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(px, pm, pd, qx, qm, qd), axis=-1)
 
 
 def prediction_coefficients(prediction_type: str, alpha, sigma) -> np.ndarray:
@@ -27,23 +82,28 @@ def prediction_coefficients(prediction_type: str, alpha, sigma) -> np.ndarray:
     one, zero = np.ones_like(a), np.zeros_like(a)
     with np.errstate(divide="ignore", invalid="ignore"):
         if prediction_type == "epsilon":
-            rows = [one, -s, a, zero, one, one]
-        elif prediction_type == "sample":
-            rows = [zero, one, one, one, -a, np.where(s > 0, s, 1.0)]
-        elif prediction_type == "v_prediction":
+            return _prediction_rows(px=one, pm=-s, pd=a, qx=zero, qm=one, qd=one)
+        if prediction_type == "sample":
+            return _prediction_rows(px=zero, pm=one, pd=one, qx=one, qm=-a, qd=np.where(s > 0, s, 1.0))
+        if prediction_type == "v_prediction":
             r2 = a * a + s * s
             r = np.sqrt(r2)
-            rows = [a / r2, -s / r, one, s / r2, a / r, one]
-        elif prediction_type == "flow_prediction":
-            rows = [one, -s, one, one, a, one]
-        else:
-            raise ValueError(f"unsupported prediction_type {prediction_type!r}: use one of {PREDICTION_TYPES}")
-    return np.stack(rows, axis=-1)
+            return _prediction_rows(px=a / r2, pm=-s / r, pd=one, qx=s / r2, qm=a / r, qd=one)
+        if prediction_type == "flow_prediction":
+            return _prediction_rows(px=one, pm=-s, pd=one, qx=one, qm=a, qd=one)
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}: use one of {PREDICTION_TYPES}")
+
+
+def x0_coefficients(px, pm) -> np.ndarray:
+    """Prediction rows for x0 = px*x + pm*out given directly (EDM-style preconditioning; eps not needed)."""
+    px, pm = np.asarray(px, np.float64), np.asarray(pm, np.float64)
+    one, zero = np.ones_like(px), np.zeros_like(px)
+    return _prediction_rows(px=px, pm=pm, pd=one, qx=zero, qm=zero, qd=one)
 
 
 def to_x0_eps(out: Tensor, x: Tensor, k: Tensor):
-    """(x0, eps) from the net output and sample with a `prediction_coefficients` row k."""
-    return (k[0] * x + k[1] * out) / k[2], (k[3] * x + k[4] * out) / k[5]
+    """(x0, eps) from the net output and sample with a coefficient row k (its prediction columns)."""
+    return (k[_P.px] * x + k[_P.pm] * out) / k[_P.pd], (k[_P.qx] * x + k[_P.qm] * out) / k[_P.qd]
 
 
 def threshold(x0: Float[Tensor, "b ..."], ratio: float, max_value: float) -> Float[Tensor, "b ..."]:

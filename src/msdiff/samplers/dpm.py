@@ -4,10 +4,15 @@ from mindspore import ops
 
 from . import schedules as S
 from .core import Sampler, Schedule
-from .denoiser import prediction_coefficients, threshold, to_x0_eps
+from .denoiser import Columns, prediction_coefficients, threshold, to_x0_eps
 from .k import sigma_kind
 
 _f32 = np.float32
+
+# DPM-Solver++: x_next = c_sample*x + c_x0*x0 + c_d1*(x0 - m1) + c_d2*(m1 - m2) + c_noise*z
+DPM_SOLVER = Columns("c_sample", "c_x0", "c_d1", "c_noise", "c_d2")
+# UniPC: UniC corrects x with the new x0 (where `corrector` = 1), then UniP predicts the next sample
+UNIPC = Columns("corrector", "c_sample", "c_m1", "c_d1", "c_d1_t", "p_sample", "p_x0", "p_d1")
 
 
 def vp_sigma_schedule(acp, n, T, spacing, steps_offset, kind, final_sigmas_type, lambda_min_clipped,
@@ -135,12 +140,12 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
                     else:
                         a_1 = alpha[i + 1] * ((e - 1) / h + 1) / r0
             pred = prediction_coefficients(prediction_type, alpha[i], sigma[i])
-            rows.append([*pred, a_x, a_d, a_1, a_n, a_2])
+            rows.append(DPM_SOLVER.table(pred, c_sample=a_x, c_x0=a_d, c_d1=a_1, c_noise=a_n, c_d2=a_2))
         needs = np.full(m - start, sde)
         level = np.stack([alpha, sigma], -1)[start:m].astype(_f32)
         return Schedule(timesteps=ts[start:], sigmas=sig, init_noise_sigma=1.0, input_div=np.ones(m - start, _f32),
-                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=needs, noise_level=level,
-                        num_inference_steps=n)
+                        coefs=DPM_SOLVER.stack(rows), needs_noise=needs, noise_level=level, num_inference_steps=n,
+                        columns=DPM_SOLVER.names)
 
     def init_state(x):
         z = ops.zeros_like(x)
@@ -153,11 +158,11 @@ def dpm_solver_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
         x0, _ = to_x0_eps(out, x, c)
         if thresholding:
             x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
-        x_next = c[6] * x + c[7] * x0 + c[8] * (x0 - m1)
+        x_next = c[DPM_SOLVER.c_sample] * x + c[DPM_SOLVER.c_x0] * x0 + c[DPM_SOLVER.c_d1] * (x0 - m1)
         if solver_order == 3:
-            x_next = x_next + c[10] * (m1 - m2)
+            x_next = x_next + c[DPM_SOLVER.c_d2] * (m1 - m2)
         if noise is not None:
-            x_next = x_next + c[9] * noise
+            x_next = x_next + c[DPM_SOLVER.c_noise] * noise
         return x_next, (x0, m1)
 
     return Sampler("dpm_solver_multistep", make_schedule, step, init_state, T, 1, sde)
@@ -221,14 +226,15 @@ def unipc_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, 
         for i in range(start, m):
             k = i - start
             with np.errstate(divide="ignore", invalid="ignore"):
-                corr = [0.0, 0.0, 0.0, 0.0, 0.0]
+                corr = dict(corrector=0.0, c_sample=0.0, c_m1=0.0, c_d1=0.0, c_d1_t=0.0)
                 if k > 0 and (i - 1) not in disabled:
                     h = lam[i] - lam[i - 1]
                     oc = order_at(i - 1)
                     rk = (lam[i - 2] - lam[i - 1]) / h if oc == 2 else 1.0
                     b_h, h_phi_1, rhos = _unipc_rhos(oc, h, rk, bh2)
-                    c_m2 = -alpha[i] * b_h * rhos[0] / rk if oc == 2 else 0.0
-                    corr = [1.0, sigma[i] / sigma[i - 1], -alpha[i] * h_phi_1, c_m2, -alpha[i] * b_h * rhos[-1]]
+                    c_d1 = -alpha[i] * b_h * rhos[0] / rk if oc == 2 else 0.0
+                    corr = dict(corrector=1.0, c_sample=sigma[i] / sigma[i - 1], c_m1=-alpha[i] * h_phi_1, c_d1=c_d1,
+                                c_d1_t=-alpha[i] * b_h * rhos[-1])
                 h = lam[i + 1] - lam[i]
                 op = order_at(i)
                 hh = -h
@@ -238,12 +244,13 @@ def unipc_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, 
                 if op == 2:
                     rk = (lam[i - 1] - lam[i]) / h
                     c_p = -alpha[i + 1] * b_h * 0.5 / rk
-                pred = [sigma[i + 1] / sigma[i], -alpha[i + 1] * h_phi_1, c_p]
-            rows.append([*prediction_coefficients(prediction_type, alpha[i], sigma[i]), *corr, *pred])
+                p_sample, p_x0 = sigma[i + 1] / sigma[i], -alpha[i + 1] * h_phi_1
+            rows.append(UNIPC.table(prediction_coefficients(prediction_type, alpha[i], sigma[i]), **corr,
+                                    p_sample=p_sample, p_x0=p_x0, p_d1=c_p))
         level = np.stack([alpha, sigma], -1)[start:m].astype(_f32)
         return Schedule(timesteps=ts[start:], sigmas=sig, init_noise_sigma=1.0, input_div=np.ones(m - start, _f32),
-                        coefs=np.asarray(rows, np.float64).astype(_f32), needs_noise=np.zeros(m - start, bool),
-                        noise_level=level, num_inference_steps=n)
+                        coefs=UNIPC.stack(rows), needs_noise=np.zeros(m - start, bool), noise_level=level,
+                        num_inference_steps=n, columns=UNIPC.names)
 
     def init_state(x):
         z = ops.zeros_like(x)
@@ -254,10 +261,11 @@ def unipc_multistep(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, 
         x0, _ = to_x0_eps(out, x, c)
         if thresholding:
             x0 = threshold(x0, dynamic_thresholding_ratio, sample_max_value)
-        f = c[6]
-        corrected = c[7] * x_last + c[8] * m1 + c[9] * (m2 - m1) + c[10] * (x0 - m1)
+        f = c[UNIPC.corrector]
+        corrected = (c[UNIPC.c_sample] * x_last + c[UNIPC.c_m1] * m1 + c[UNIPC.c_d1] * (m2 - m1)
+                     + c[UNIPC.c_d1_t] * (x0 - m1))
         x_c = f * corrected + (1 - f) * x
-        x_next = c[11] * x_c + c[12] * x0 + c[13] * (m1 - x0)
+        x_next = c[UNIPC.p_sample] * x_c + c[UNIPC.p_x0] * x0 + c[UNIPC.p_d1] * (m1 - x0)
         return x_next, (x0, m1, x_c)
 
     return Sampler("unipc_multistep", make_schedule, step, init_state, T, 1, False)

@@ -6,16 +6,14 @@ from mindspore import ops
 
 from . import schedules as S
 from .core import Sampler, Schedule
-from .denoiser import to_x0_eps
+from .denoiser import Columns, to_x0_eps, x0_coefficients
+from .k import EULER, sigma_kind
 
 _f32 = np.float32
 
-
-def _rows(px, pm, extra):
-    """Coefficient rows whose x0 map is px*x + pm*out (no eps needed)."""
-    px, pm = np.asarray(px, np.float64), np.asarray(pm, np.float64)
-    one, zero = np.ones_like(px), np.zeros_like(px)
-    return np.stack([px, pm, one, zero, zero, one] + [np.asarray(e, np.float64) for e in extra], -1)
+# coefficient rows after the prediction columns (x0 = c_skip*x + c_out*out); EDM Euler uses k.EULER
+CONSISTENCY = Columns("s_noise", "std")  # x = denoised + (z * s_noise) * std
+FLOW_EULER = Columns("dt")  # x = x + dt * v; the prediction columns are unused (the net predicts v)
 
 
 def _no_state(x):
@@ -24,8 +22,8 @@ def _no_state(x):
 
 def _euler_step(x, out, state, c, noise):
     x0, _ = to_x0_eps(out, x, c)
-    derivative = (x - x0) / c[6]
-    return x + derivative * c[7], state
+    derivative = (x - x0) / c[EULER.sigma]
+    return x + derivative * c[EULER.dt], state
 
 
 def edm_euler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras", num_train_timesteps=1000,
@@ -53,11 +51,12 @@ def edm_euler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="k
         d2 = sig * sig + sd * sd
         c_skip = sd * sd / d2
         c_out = sig * sd / np.sqrt(d2) * (1 if prediction_type == "epsilon" else -1)
-        coefs = _rows(c_skip, c_out, [sig, full[1:] - full[:-1]])
+        coefs = EULER.table(x0_coefficients(c_skip, c_out), sigma=sig, dt=full[1:] - full[:-1])
         return Schedule(timesteps=ts[start:], sigmas=full, init_noise_sigma=(sigma_max**2 + 1) ** 0.5,
                         input_div=np.sqrt(d2)[start:], coefs=coefs[start:].astype(_f32),
                         needs_noise=np.zeros(n - start, bool),
-                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n)
+                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n,
+                        columns=EULER.names)
 
     def step(x, out, state, c, noise):
         return _euler_step(x, out, state, c, noise)
@@ -93,17 +92,18 @@ def consistency(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0, sigma_d
         nxt = np.array([full[i + 1] if i + 1 < T else full[-1] for i in range(n)], _f32)
         hat = np.clip(nxt, _f32(sigma_min), _f32(sigma_max))
         std = np.sqrt(hat * hat - _f32(sigma_min**2))
-        coefs = _rows(c_skip, c_out, [np.full(n, s_noise), std])
+        coefs = CONSISTENCY.table(x0_coefficients(c_skip, c_out), s_noise=s_noise, std=std)
         return Schedule(timesteps=timesteps[start:], sigmas=full, init_noise_sigma=float(sigma_max),
                         input_div=np.sqrt(d2)[start:], coefs=coefs[start:].astype(_f32),
                         needs_noise=np.full(n - start, n > 1),
-                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n)
+                        noise_level=np.stack([np.ones_like(sig), sig], -1)[start:], num_inference_steps=n,
+                        columns=CONSISTENCY.names)
 
     def step(x, out, state, c, noise):
         denoised, _ = to_x0_eps(out, x, c)
         if clip_denoised:
             denoised = ops.clamp(denoised, -1.0, 1.0)
-        return denoised + (noise * c[6]) * c[7], state
+        return denoised + (noise * c[CONSISTENCY.s_noise]) * c[CONSISTENCY.std], state
 
     return Sampler("consistency", make_schedule, step, _no_state, T, 1, True)
 
@@ -128,8 +128,6 @@ def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=F
 
     The net's output is the velocity itself (the only prediction this scheduler supports), used as is.
     """
-    from .k import sigma_kind
-
     name = "FlowMatchEulerDiscreteScheduler"
     for key, val in (("invert_sigmas", invert_sigmas), ("stochastic_sampling", stochastic_sampling)):
         if val:
@@ -164,12 +162,13 @@ def flow_match_euler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=F
         S.check_decreasing(sig)
         ts = sig * _f32(T)
         full = np.concatenate([sig, [0.0]]).astype(_f32)
-        coefs = _rows(np.zeros(n), np.zeros(n), [full[1:] - full[:-1]])
+        coefs = FLOW_EULER.table(x0_coefficients(np.zeros(n), np.zeros(n)), dt=full[1:] - full[:-1])
         return Schedule(timesteps=ts[start:], sigmas=full, init_noise_sigma=1.0, input_div=np.ones(n - start, _f32),
                         coefs=coefs[start:].astype(_f32), needs_noise=np.zeros(n - start, bool),
-                        noise_level=np.stack([_f32(1) - sig, sig], -1)[start:], num_inference_steps=n)
+                        noise_level=np.stack([_f32(1) - sig, sig], -1)[start:], num_inference_steps=n,
+                        columns=FLOW_EULER.names)
 
     def step(x, out, state, c, noise):
-        return x + c[6] * out, state
+        return x + c[FLOW_EULER.dt] * out, state
 
     return Sampler("flow_match_euler", make_schedule, step, _no_state, T, 1, False)

@@ -9,9 +9,16 @@ from mindspore import ops
 
 from . import schedules as S
 from .core import Sampler, Schedule
-from .denoiser import prediction_coefficients, to_x0_eps
+from .denoiser import Columns, prediction_coefficients, to_x0_eps
 
 _f32 = np.float32
+
+# coefficient rows after the prediction columns: sigma of the x0 -> derivative map, dt = sigma_next - sigma
+EULER = Columns("sigma", "dt")
+EULER_ANCESTRAL = Columns("sigma", "dt", "sigma_up")  # dt = sigma_down - sigma
+TWO_STAGE = Columns("sigma", "dt", "first")  # first = 1 at a first-order call, 0 at its correction
+TWO_STAGE_ANCESTRAL = Columns("sigma", "dt", "first", "sigma_up")
+LMS = Columns("sigma", "w0", "w1", "w2", "w3")  # w_j: integral of the j-th Lagrange basis polynomial
 
 
 def k_timesteps(spacing: str, n: int, T: int, steps_offset: int = 0) -> np.ndarray:
@@ -72,12 +79,13 @@ def _init_sigma(sig, spacing):
     return float(m if spacing in ("linspace", "trailing") else np.sqrt(m * m + _f32(1.0)))
 
 
-def _ve_schedule(ts, sig_full, sig_call, coefs, needs_noise, n, start, spacing, init=None):
+def _ve_schedule(ts, sig_full, sig_call, cols, coefs, needs_noise, n, start, spacing, init=None):
     ts = np.asarray(ts)[start:]
     sig_call = np.asarray(sig_call, _f32)[start:]
     return Schedule(timesteps=ts, sigmas=sig_full, init_noise_sigma=init if init is not None else _init_sigma(
-        sig_full, spacing), input_div=_input_div(sig_call), coefs=np.asarray(coefs, np.float64)[start:].astype(_f32),
-        needs_noise=np.asarray(needs_noise, bool)[start:], noise_level=_ve_noise_level(sig_call), num_inference_steps=n)
+        sig_full, spacing), input_div=_input_div(sig_call), coefs=cols.stack(coefs)[start:],
+        needs_noise=np.asarray(needs_noise, bool)[start:], noise_level=_ve_noise_level(sig_call), num_inference_steps=n,
+        columns=cols.names)
 
 
 def _no_state(x):
@@ -127,14 +135,13 @@ def euler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_sched
             ts = _f32(0.25) * S.log_f32(sig[:-1])
         ts = np.asarray(ts).astype(_f32)
         dt = sig[1:] - sig[:-1]
-        pred = _ve_pred(prediction_type, sig[:-1])
-        coefs = np.concatenate([pred, np.stack([sig[:-1], dt], -1)], -1)
-        return _ve_schedule(ts, sig, sig[:-1], coefs, np.zeros(n, bool), n, start, timestep_spacing)
+        coefs = EULER.table(_ve_pred(prediction_type, sig[:-1]), sigma=sig[:-1], dt=dt)
+        return _ve_schedule(ts, sig, sig[:-1], EULER, coefs, np.zeros(n, bool), n, start, timestep_spacing)
 
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
-        derivative = (x - x0) / c[6]
-        return x + derivative * c[7], state
+        derivative = (x - x0) / c[EULER.sigma]
+        return x + derivative * c[EULER.dt], state
 
     return Sampler("euler", make_schedule, step, _no_state, T, 1, False)
 
@@ -154,14 +161,14 @@ def euler_ancestral(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, 
         s_from, s_to = sig[:-1], sig[1:]
         up = np.sqrt(s_to**2 * (s_from**2 - s_to**2) / s_from**2)
         down = np.sqrt(s_to**2 - up**2)
-        pred = _ve_pred(prediction_type, s_from)
-        coefs = np.concatenate([pred, np.stack([s_from, down - s_from, up], -1)], -1)
-        return _ve_schedule(ts.astype(_f32), sig, s_from, coefs, np.ones(n, bool), n, start, timestep_spacing)
+        coefs = EULER_ANCESTRAL.table(_ve_pred(prediction_type, s_from), sigma=s_from, dt=down - s_from, sigma_up=up)
+        return _ve_schedule(ts.astype(_f32), sig, s_from, EULER_ANCESTRAL, coefs, np.ones(n, bool), n, start,
+                            timestep_spacing)
 
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
-        derivative = (x - x0) / c[6]
-        return x + derivative * c[7] + noise * c[8], state
+        derivative = (x - x0) / c[EULER_ANCESTRAL.sigma]
+        return x + derivative * c[EULER_ANCESTRAL.dt] + noise * c[EULER_ANCESTRAL.sigma_up], state
 
     return Sampler("euler_ancestral", make_schedule, step, _no_state, T, 1, True)
 
@@ -192,11 +199,12 @@ def heun(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sche
             first = j % 2 == 0
             s, s_next = (full[j], full[j + 1]) if first else (full[j - 1], full[j])
             s_pred = s if first else s_next
-            rows.append([*_ve_pred(prediction_type, s_pred), s_pred, s_next - s, float(first), 1.0])
-        return _ve_schedule(ts, full, full[:-1], rows, np.zeros(len(ts), bool), n, start, timestep_spacing)
+            rows.append(TWO_STAGE.table(_ve_pred(prediction_type, s_pred), sigma=s_pred, dt=s_next - s,
+                                        first=float(first)))
+        return _ve_schedule(ts, full, full[:-1], TWO_STAGE, rows, np.zeros(len(ts), bool), n, start, timestep_spacing)
 
     def step(x, out, state, c, noise):
-        return _two_stage(x, out, state, c, clip_sample_range if clip_sample else None)
+        return _two_stage(x, out, state, c, TWO_STAGE, True, clip_sample_range if clip_sample else None)
 
     return Sampler("heun", make_schedule, step, _two_stage_state, T, 2, False)
 
@@ -242,6 +250,7 @@ def _kdpm2(ancestral, T, beta_start, beta_end, beta_schedule, trained_betas, kin
     acp = _acp(T, beta_start, beta_end, beta_schedule, trained_betas)
     k_timesteps(spacing, 1, T, steps_offset)
     log_sigmas = np.log(S.vp_sigmas(acp))
+    cols = TWO_STAGE_ANCESTRAL if ancestral else TWO_STAGE
 
     def make_schedule(n, start):
         ts, sig = discrete_sigmas(acp, n, spacing, T, steps_offset, "linear", kind)
@@ -269,42 +278,44 @@ def _kdpm2(ancestral, T, beta_start, beta_end, beta_schedule, trained_betas, kin
         for j in range(len(calls)):
             if j % 2 == 0:
                 s, si = F[j], (FI[j] if ancestral else FI[j + 1])
-                rows.append([*_ve_pred(prediction_type, s), s, si - s, 1.0, 0.0, 0.0])
-                div.append(s)
+                sigma, dt, first, up = s, si - s, 1.0, 0.0
             else:
                 s, si = F[j - 1], (FI[j - 1] if ancestral else FI[j])
-                dt = (FD[j - 1] - s) if ancestral else (F[j] - s)
-                rows.append([*_ve_pred(prediction_type, si), si, dt, 0.0, 0.0, FU[j - 1] if ancestral else 0.0])
-                div.append(si)
+                sigma, first = si, 0.0
+                dt, up = ((FD[j - 1] - s), FU[j - 1]) if ancestral else ((F[j] - s), 0.0)
+            extra = {"sigma_up": up} if ancestral else {}
+            rows.append(cols.table(_ve_pred(prediction_type, sigma), sigma=sigma, dt=dt, first=first, **extra))
+            div.append(sigma)
             noise.append(ancestral and j % 2 == 1)
         init = _init_sigma(sig, spacing)
         return Schedule(timesteps=calls[start:], sigmas=F, init_noise_sigma=init, input_div=_input_div(div)[start:],
-                        coefs=np.asarray(rows, np.float64)[start:].astype(_f32),
+                        coefs=cols.stack(rows)[start:],
                         needs_noise=np.asarray(noise, bool)[start:],
-                        noise_level=_ve_noise_level(np.asarray(div, _f32))[start:], num_inference_steps=n)
+                        noise_level=_ve_noise_level(np.asarray(div, _f32))[start:], num_inference_steps=n,
+                        columns=cols.names)
 
     def step(x, out, state, c, noise):
-        x_next, state = _two_stage(x, out, state, c)
+        x_next, state = _two_stage(x, out, state, c, cols, False)
         if noise is not None:
-            x_next = x_next + noise * c[10]
+            x_next = x_next + noise * c[TWO_STAGE_ANCESTRAL.sigma_up]
         return x_next, state
 
     return Sampler("kdpm2_ancestral" if ancestral else "kdpm2", make_schedule, step, _two_stage_state, T, 2,
                    ancestral)
 
 
-def _two_stage(x, out, state, c, clip_range=None):
-    """Shared stage update: c[8]=1 first stage (from x), else from the saved sample; c[9]=1 averages slopes."""
+def _two_stage(x, out, state, c, cols, average, clip_range=None):
+    """Shared stage update: c[cols.first]=1 steps from x, else from the saved sample (Heun averages both slopes)."""
     d_prev, x_saved = state
     x0, _ = to_x0_eps(out, x, c)
     if clip_range is not None:
         x0 = ops.clamp(x0, -clip_range, clip_range)
-    d = (x - x0) / c[6]
-    f, avg = c[8], c[9]
-    second = avg * ((d_prev + d) / 2) + (1 - avg) * d
+    d = (x - x0) / c[cols.sigma]
+    f = c[cols.first]
+    second = (d_prev + d) / 2 if average else d
     derivative = f * d + (1 - f) * second
     base = f * x + (1 - f) * x_saved
-    return base + derivative * c[7], (d, x)
+    return base + derivative * c[cols.dt], (d, x)
 
 
 def _lms_coefficient(sig, order, t, j):
@@ -335,9 +346,9 @@ def lms(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedul
         rows = []
         for i in range(n):
             m = max(1, min(i - start + 1, order))
-            c = [_lms_coefficient(sig, m, i, j) for j in range(m)] + [0.0] * (4 - m)
-            rows.append([*_ve_pred(prediction_type, sig[i]), sig[i], *c])
-        return _ve_schedule(np.asarray(ts).astype(_f32), sig, sig[:-1], rows, np.zeros(n, bool), n, start,
+            w = [_lms_coefficient(sig, m, i, j) for j in range(m)] + [0.0] * (4 - m)
+            rows.append(LMS.table(_ve_pred(prediction_type, sig[i]), sigma=sig[i], w0=w[0], w1=w[1], w2=w[2], w3=w[3]))
+        return _ve_schedule(np.asarray(ts).astype(_f32), sig, sig[:-1], LMS, rows, np.zeros(n, bool), n, start,
                             timestep_spacing)
 
     def init_state(x):
@@ -347,8 +358,8 @@ def lms(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedul
     def step(x, out, state, c, noise):
         d1, d2, d3 = state
         x0, _ = to_x0_eps(out, x, c)
-        d = (x - x0) / c[6]
-        x_next = x + (((c[7] * d + c[8] * d1) + c[9] * d2) + c[10] * d3)
+        d = (x - x0) / c[LMS.sigma]
+        x_next = x + (((c[LMS.w0] * d + c[LMS.w1] * d1) + c[LMS.w2] * d2) + c[LMS.w3] * d3)
         return x_next, (d, d1, d2)
 
     return Sampler("lms", make_schedule, step, init_state, T, 1, False)

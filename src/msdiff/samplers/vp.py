@@ -9,9 +9,16 @@ from mindspore import ops
 
 from . import schedules as S
 from .core import Sampler, Schedule
-from .denoiser import prediction_coefficients, threshold, to_x0_eps
+from .denoiser import Columns, prediction_coefficients, threshold, to_x0_eps
 
 _f32 = np.float32
+
+# coefficient rows after the prediction columns
+DDIM = Columns("sqrt_alpha_prev", "eps_coeff", "std")  # x_prev = sqrt_alpha_prev*x0 + eps_coeff*eps + std*z
+DDPM = Columns("x0_coeff", "x_coeff", "std", "min_log", "max_log", "has_noise")  # eq. 7 mean and variance
+PLMS_MIX = ("w_out", "w_e1", "w_e2", "w_e3", "w_acc")  # eps mixed from the output, eps history and RK sum
+PNDM = Columns(*PLMS_MIX, "sample_coeff", "eps_coeff", "push", "from_saved", "save", "acc_keep", "acc_out")
+LCM = Columns("c_out", "c_skip", "sqrt_alpha_prev", "sqrt_beta_prev")  # last call: 1 and 0 (no noise)
 
 
 def _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr):
@@ -41,7 +48,8 @@ def _no_state(x):
     return ()
 
 
-def _schedule(ts, coefs, needs_noise, noise_level, n, start, input_div=None, sigmas=None, init_noise_sigma=1.0):
+def _schedule(ts, cols, coefs, needs_noise, noise_level, n, start, input_div=None, sigmas=None,
+              init_noise_sigma=1.0):
     ts = np.asarray(ts)[start:]
     return Schedule(
         timesteps=ts, sigmas=None if sigmas is None else np.asarray(sigmas)[start:],
@@ -49,7 +57,7 @@ def _schedule(ts, coefs, needs_noise, noise_level, n, start, input_div=None, sig
         input_div=np.ones(len(ts), _f32) if input_div is None else np.asarray(input_div, _f32)[start:],
         coefs=np.asarray(coefs, np.float64)[start:].astype(_f32),
         needs_noise=np.asarray(needs_noise, bool)[start:], noise_level=np.asarray(noise_level)[start:],
-        num_inference_steps=n)
+        num_inference_steps=n, columns=cols.names)
 
 
 def ddim(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
@@ -71,15 +79,15 @@ def ddim(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
         b, b_prev = 1 - a, 1 - a_prev
         std = eta * np.sqrt((b_prev / b) * (1 - a / a_prev))
         pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
-        coefs = np.concatenate([pred, np.stack([np.sqrt(a_prev), np.sqrt(1 - a_prev - std**2), std], -1)], -1)
-        return _schedule(ts, coefs, np.full(len(ts), eta > 0), _vp_noise_level(acp[ts]), n, start)
+        coefs = DDIM.table(pred, sqrt_alpha_prev=np.sqrt(a_prev), eps_coeff=np.sqrt(1 - a_prev - std**2), std=std)
+        return _schedule(ts, DDIM, coefs, np.full(len(ts), eta > 0), _vp_noise_level(acp[ts]), n, start)
 
     def step(x, out, state, c, noise):
         x0, eps = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        x_prev = c[6] * x0 + c[7] * eps
+        x_prev = c[DDIM.sqrt_alpha_prev] * x0 + c[DDIM.eps_coeff] * eps
         if noise is not None:
-            x_prev = x_prev + c[8] * noise
+            x_prev = x_prev + c[DDIM.std] * noise
         return x_prev, state
 
     return Sampler("ddim", make_schedule, step, _no_state, T, 1, eta > 0)
@@ -120,9 +128,9 @@ def ddpm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
             std = np.zeros_like(a64)
         has_noise = ts > 0
         pred = prediction_coefficients(prediction_type, np.sqrt(a64), np.sqrt(1 - a64))
-        extra = np.stack([c_x0, c_x, std * has_noise, np.log(var.astype(np.float64)), np.log(cb64),
-                          has_noise.astype(np.float64)], -1)
-        return _schedule(ts, np.concatenate([pred, extra], -1), has_noise, _vp_noise_level(acp[ts]), n, start)
+        coefs = DDPM.table(pred, x0_coeff=c_x0, x_coeff=c_x, std=std * has_noise,
+                           min_log=np.log(var.astype(np.float64)), max_log=np.log(cb64), has_noise=has_noise)
+        return _schedule(ts, DDPM, coefs, has_noise, _vp_noise_level(acp[ts]), n, start)
 
     def step(x, out, state, c, noise):
         ch = x.shape[1]
@@ -132,14 +140,14 @@ def ddpm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
             out = out[:, :ch]
         x0, _ = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        x_prev = c[6] * x0 + c[7] * x
+        x_prev = c[DDPM.x0_coeff] * x0 + c[DDPM.x_coeff] * x
         if variance_type == "learned":
-            std = ops.sqrt(pv) * c[11]
+            std = ops.sqrt(pv) * c[DDPM.has_noise]
         elif variance_type == "learned_range":
             frac = (pv + 1) / 2
-            std = ops.exp(0.5 * (frac * c[10] + (1 - frac) * c[9])) * c[11]
+            std = ops.exp(0.5 * (frac * c[DDPM.max_log] + (1 - frac) * c[DDPM.min_log])) * c[DDPM.has_noise]
         else:
-            std = c[8]
+            std = c[DDPM.std]
         return x_prev + std * noise, state
 
     return Sampler("ddpm", make_schedule, step, _no_state, T, 1, True)
@@ -172,13 +180,15 @@ def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
         prk = base[-4:].repeat(2) + np.tile(np.array([0, T // n // 2]), 4)
         return prk[:-1].repeat(2)[1:-1][::-1].copy(), base[:-3][::-1].copy()
 
-    def row(t, t_prev, mix, acc, push, from_cur, save):
+    def row(t, t_prev, mix, acc, push, from_saved, save):
         a = np.float64(acp[t])
         a_prev = np.float64(acp[t_prev] if t_prev >= 0 else final)
         b, b_prev = 1 - a, 1 - a_prev
         denom = a * np.sqrt(b_prev) + np.sqrt(a * b * a_prev)
         pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(b))
-        return [*pred, *mix, np.sqrt(a_prev / a), (a_prev - a) / denom, push, from_cur, save, *acc]
+        return PNDM.table(pred, **dict(zip(PLMS_MIX, mix)), sample_coeff=np.sqrt(a_prev / a),
+                          eps_coeff=(a_prev - a) / denom, push=push, from_saved=from_saved, save=save,
+                          acc_keep=acc[0], acc_out=acc[1])
 
     def make_schedule(n, start):
         prk, plms = timesteps(n)
@@ -200,8 +210,9 @@ def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
                 rows.append(row(t, t - T // n, (*_PLMS_WEIGHTS[4], 0.0), (0.0, 0.0), 1.0, 0.0, 0.0))
         m = len(rows)
         return Schedule(timesteps=ts[start:], sigmas=None, init_noise_sigma=1.0, input_div=np.ones(m, _f32),
-                        coefs=np.asarray(rows, np.float64).reshape(m, 18).astype(_f32), needs_noise=np.zeros(m, bool),
-                        noise_level=_vp_noise_level(acp[ts[start:]]), num_inference_steps=n)
+                        coefs=PNDM.stack(rows),
+                        needs_noise=np.zeros(m, bool), noise_level=_vp_noise_level(acp[ts[start:]]),
+                        num_inference_steps=n, columns=PNDM.names)
 
     def init_state(x):
         z = ops.zeros_like(x)
@@ -209,13 +220,15 @@ def pndm(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedu
 
     def step(x, out, state, c, noise):
         e1, e2, e3, cur, acc = state
-        mixed = c[6] * out + c[7] * e1 + c[8] * e2 + c[9] * e3 + c[10] * acc
-        base = (1 - c[14]) * x + c[14] * cur
+        mixed = c[PNDM.w_out] * out + c[PNDM.w_e1] * e1 + c[PNDM.w_e2] * e2 + c[PNDM.w_e3] * e3 + c[PNDM.w_acc] * acc
+        saved = c[PNDM.from_saved]
+        base = (1 - saved) * x + saved * cur
         _, eps = to_x0_eps(mixed, base, c)
-        x_prev = c[11] * base - c[12] * eps
-        keep = 1 - c[13]
-        new_state = (c[13] * out + keep * e1, c[13] * e1 + keep * e2, c[13] * e2 + keep * e3,
-                     c[15] * x + (1 - c[15]) * cur, c[16] * acc + c[17] * out)
+        x_prev = c[PNDM.sample_coeff] * base - c[PNDM.eps_coeff] * eps
+        push, save = c[PNDM.push], c[PNDM.save]
+        keep = 1 - push
+        new_state = (push * out + keep * e1, push * e1 + keep * e2, push * e2 + keep * e3,
+                     save * x + (1 - save) * cur, c[PNDM.acc_keep] * acc + c[PNDM.acc_out] * out)
         return x_prev, new_state
 
     return Sampler("pndm", make_schedule, step, init_state, T, 1, False)
@@ -253,14 +266,14 @@ def lcm(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sched
         mix_a = np.where(last, 1.0, np.sqrt(a_prev))
         mix_b = np.where(last, 0.0, np.sqrt(1 - a_prev))
         pred = prediction_coefficients(prediction_type, np.sqrt(a), np.sqrt(1 - a))
-        coefs = np.concatenate([pred, np.stack([c_out, c_skip, mix_a, mix_b], -1)], -1)
-        return _schedule(ts, coefs, ~last, _vp_noise_level(acp[ts]), n, start)
+        coefs = LCM.table(pred, c_out=c_out, c_skip=c_skip, sqrt_alpha_prev=mix_a, sqrt_beta_prev=mix_b)
+        return _schedule(ts, LCM, coefs, ~last, _vp_noise_level(acp[ts]), n, start)
 
     def step(x, out, state, c, noise):
         x0, _ = to_x0_eps(out, x, c)
         x0 = _clip_x0(x0, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio, sample_max_value)
-        denoised = c[6] * x0 + c[7] * x
-        return c[8] * denoised + c[9] * noise, state
+        denoised = c[LCM.c_out] * x0 + c[LCM.c_skip] * x
+        return c[LCM.sqrt_alpha_prev] * denoised + c[LCM.sqrt_beta_prev] * noise, state
 
     def make_img2img_schedule(n, strength):
         return make_schedule(n, 0, strength)
