@@ -53,3 +53,14 @@ def test_names_the_planted_overflow():
 
 def test_fp32_statistics_group_norm_stays_finite():
     assert first_nonfinite(Net(naive=False), _input()) is None
+
+
+def test_format_plans_lists_each_net_of_a_pipeline():
+    from msdiff.diagnose import format_plans
+    from msdiff.nets._precision import apply_fp32_blocks
+
+    planned = apply_fp32_blocks(Net(naive=False), ["blocks.1"])
+    text = format_plans({"unet": planned, "vae": Net(naive=False), "tokenizer": object()})
+    assert text.splitlines() == ["unet: Net: Float16, fp32 blocks: blocks.1 (GroupNorm)",
+                                 "vae: Net: Float16, no fp32 blocks"]
+    assert planned(_input()).dtype == ms.float16

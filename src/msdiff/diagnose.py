@@ -254,3 +254,16 @@ def precision_report(net: nn.Cell, *inputs, blocks: Optional[list] = None, depth
                                    _absmax_of(_float_arrays(in32[name])), _rel(_float_arrays(local), ref),
                                    _rel(_float_arrays(res16.get(name, ())), ref) if name in res16 else float("inf")))
     return PrecisionReport(type(net).__name__, tuple(rows), _rel(_float_arrays(out16), _float_arrays(out32)))
+
+
+def format_plans(components) -> str:
+    """One line per net of a pipeline (msdiff.Components or a dict of nets): its dtype and fp32 blocks, for
+    `msdiff generate --dtype fp16 --verbose`."""
+    from .nets._precision import format_plan
+
+    if isinstance(components, dict):
+        parts = dict(components)
+    else:
+        parts = {k: getattr(components, k) for k in ("unet", "vae", "text_encoder", "text_encoder_2")}
+        parts.update(getattr(components, "extra", {}) or {})
+    return "\n".join(f"{name}: {format_plan(net)}" for name, net in parts.items() if isinstance(net, nn.Cell))
