@@ -36,6 +36,7 @@ NETS: dict = {
     "AutoencoderKLTemporalDecoder": "msdiff.nets.autoencoder_kl_temporal:AutoencoderKLTemporalDecoder",
     "UNetMotionModel": "msdiff.nets.unet_motion:UNetMotionModel",
     "MotionAdapter": "msdiff.nets.unet_motion:MotionAdapter",
+    "I2VGenXLUNet": "msdiff.nets.i2vgen_xl:I2VGenXLUNet",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",

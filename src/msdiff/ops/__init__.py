@@ -5,10 +5,11 @@ from .conv import conv2d, conv3d, conv_transpose2d, linear, temporal_conv
 from .embedding import timestep_embedding
 from .fir import downsample_fir, upfirdn2d, upsample_fir
 from .norm import global_response_norm, group_norm, layer_norm, rms_norm
+from .pool import adaptive_avg_pool2d
 from .resample import embedding, interpolate, pad
 
 __all__ = [
-    "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding", "geglu", "gelu",
-    "global_response_norm", "group_norm", "interpolate", "layer_norm", "linear", "pad", "quick_gelu", "rms_norm",
-    "silu", "softmax_bmm_attention", "temporal_conv", "timestep_embedding", "upfirdn2d", "upsample_fir",
+    "adaptive_avg_pool2d", "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding",
+    "geglu", "gelu", "global_response_norm", "group_norm", "interpolate", "layer_norm", "linear", "pad", "quick_gelu",
+    "rms_norm", "silu", "softmax_bmm_attention", "temporal_conv", "timestep_embedding", "upfirdn2d", "upsample_fir",
 ]
