@@ -1,4 +1,5 @@
 """Shared helpers of the sampler tests: fixture loading and the analytic model."""
+import functools
 import json
 from pathlib import Path
 
@@ -22,8 +23,10 @@ def _tanh(y):
     return ops.tanh(y.astype(ms.float64)).astype(ms.float32)
 
 
+@functools.lru_cache(maxsize=None)
 def analytic_model(learned=False):
-    """model(x, t) = tanh(0.5 x + t/1000) (+ predicted-variance channels), as the fixture script."""
+    """model(x, t) = tanh(0.5 x + t/1000) (+ predicted-variance channels), as the fixture script (one per kind, so
+    graph mode reuses its compiled step)."""
     def model(x, t):
         out = _tanh(0.5 * x + t / 1000)
         if learned:
@@ -50,14 +53,13 @@ def max_rel(a, b):
 
 def run(sampler, schedule, z, n, learned, jit=False):
     """Trajectory (every call's sample) of the analytic model from the fixture latent."""
+    from msdiff.samplers import NoiseSource, sample_steps
+
     x = Tensor(z["latent"]) * Tensor(np.float32(schedule.init_noise_sigma))
-    noise = z.get(f"noise_{n}")
-    noise_fn = None if noise is None else (lambda i: Tensor(noise[i]))
-    steps = []
-    from msdiff.samplers import sample_steps
-    for _, x in sample_steps(sampler, schedule, analytic_model(learned), x, noise_fn, jit=jit):
-        steps.append(x.asnumpy())
-    return np.stack(steps)
+    noise = z.get(f"noise_{n}")  # the fixture's noise of call i, drawn by the loop only where the call needs it
+    source = None if noise is None else NoiseSource(noise=[noise[i] for i in np.flatnonzero(schedule.needs_noise)])
+    steps = sample_steps(analytic_model(learned), x, schedule, sampler, source, mode="graph" if jit else "pynative")
+    return np.stack([x.asnumpy() for _, x in steps])
 
 
 def compile_count():
