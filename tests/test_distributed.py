@@ -134,6 +134,23 @@ def test_simulated_ranks_draw_every_prompt_once(tmp_path):
     assert sorted(calls) == list(range(7)) and [len(w) for w in written] == [3, 2, 2]
 
 
+def test_cli_generate_prompts_file_resumes(tmp_path, capsys):
+    from msdiff.cli import main
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text('{"seed": 5}\n{"name": "second"}\n')
+    argv = ["generate", "--prompts", str(prompts), "--out-dir", str(out), "--per-class", "1", "--steps", "1",
+            "--mode", "pynative"]
+    assert main(argv) == 0
+    assert "wrote 2 images" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and "second.png" in names and names[0].startswith("00000-untitled-")
+    args = json.loads(Image.open(out / "second.png").text["msdiff:args"])
+    assert args["seed"] == 1 and args["steps"] == 1 and args["per_class"] == 1
+    assert main(argv) == 0
+    assert "wrote 0 images" in capsys.readouterr().out
+    assert main(argv + ["--prompt", "x"]) == 2 and "exclude each other" in capsys.readouterr().err
+
+
 # ---- two msrun workers on localhost
 
 def _free_port() -> int:

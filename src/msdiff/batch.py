@@ -143,10 +143,12 @@ def save_png(image, path: "str | Path", meta: dict) -> Path:
 
 def run_prompts(prompts: "str | Path | Sequence[Prompt]", out_dir: "str | Path",
                 generate_one: Callable[[dict], dict], *, defaults: Optional[dict] = None,
-                keys: Sequence[str] = KEYS, world: Optional[World] = None, progress: bool = True) -> BatchResult:
+                keys: Sequence[str] = KEYS, world: Optional[World] = None, progress: bool = True,
+                save: Optional[Callable[[object, Path, dict], object]] = None) -> BatchResult:
     """Draw this rank's share of the prompts into out_dir, one PNG each, skipping those already there.
 
     generate_one(fields) returns {"image": PIL image, ...}; the other keys join the fields as PNG metadata.
+    save(image, path, metadata) writes one image atomically (default `save_png`).
     world: default `msdiff.distributed.world()` (msrun's ranks, else the whole file in this process).
     """
     items = list(prompts) if not isinstance(prompts, (str, Path)) else read_prompts(prompts, defaults=defaults,
@@ -166,6 +168,7 @@ def run_prompts(prompts: "str | Path | Sequence[Prompt]", out_dir: "str | Path",
             if "image" not in out:
                 raise ValueError(f"generate_one returned no 'image' for entry {p.index} ({p.name})")
             meta = {**p.fields, **{k: v for k, v in out.items() if k != "image"}, "index": p.index}
-            result.written.append(save_png(out["image"], out_dir / p.name, meta))
+            (save or save_png)(out["image"], out_dir / p.name, meta)
+            result.written.append(out_dir / p.name)
             bar.update(1)
     return result

@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
                 seen.add(option)
     g.add_argument("--out", default="msdiff.png", help="output PNG / JPEG / WebP file (default msdiff.png; an "
                    "existing file is overwritten)")
+    g.add_argument("--prompts", default=None, help="a prompts file (one prompt per line, or JSON lines with prompt / "
+                   "negative_prompt / seed / size / steps / guidance / class_label / name): one PNG per entry in "
+                   "--out-dir, entries already there skipped, shared among msrun workers; entry i's seed is "
+                   "--seed + i unless it gives one")
+    g.add_argument("--out-dir", default="msdiff-out", help="--prompts: the output folder (default msdiff-out)")
     g.add_argument("--mode", choices=("pynative", "graph"), default="graph",
                    help="graph compiles the denoising step with mindspore.jit (default)")
     g.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights and activations (default "
@@ -116,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint folder (diffusers layout; resumed if it exists)")
     t.add_argument("--steps", type=int, default=2000, help="stop after this many steps (a rerun resumes)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="the global batch (default 32; under msrun "
+                   "each of N workers computes batch / N of it)")
     t.add_argument("--export", default=None, help="also copy the trained pipeline folder here")
 
     s = sub.add_parser("support", help="measure the support matrix and write docs/SUPPORT.md (in a checkout)",
@@ -225,8 +232,30 @@ def from_png(args, argv_dests: set) -> None:
         setattr(args, key, value)
 
 
+def _generate_batch(args) -> int:
+    """--prompts FILE: one image per entry into --out-dir (resumable; under msrun each worker takes its share)."""
+    from .batch import run_prompts
+    from .cli_pipelines import generate
+    if args.prompt is not None:
+        raise ValueError("--prompt and --prompts exclude each other: put every prompt in the --prompts file")
+    shared = {k: getattr(args, k, None) for k in _REPRO + _family_dests() if getattr(args, k, None) is not None}
+
+    def one(fields):
+        run = argparse.Namespace(**{**vars(args), **fields})
+        run.size = tuple(run.size) if run.size is not None else None
+        result = generate(run)
+        return {"image": result["image"], **generation_parameters(run, result)}
+
+    done = run_prompts(args.prompts, args.out_dir, one, defaults=shared, save=save_image)
+    print(f"wrote {len(done.written)} images to {args.out_dir} ({done.skipped} of this worker's {done.share} "
+          f"already there)")
+    return 0
+
+
 def _generate(args) -> int:
     from .cli_pipelines import generate
+    if args.prompts is not None:
+        return _generate_batch(args)
     out = check_out(args.out)
     result = generate(args)
     if args.mode == "graph" and result["first_step_s"] is not None:
@@ -238,8 +267,10 @@ def _generate(args) -> int:
 
 def _train(args) -> int:
     from .recipes.digits import train_digits
-    folder = train_digits(args.out, steps=args.steps, seed=args.seed, export=args.export)
-    print(f"saved {folder}")
+    from .distributed import world
+    folder = train_digits(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, export=args.export)
+    if world().is_main:
+        print(f"saved {folder}")
     return 0
 
 
