@@ -23,6 +23,7 @@ from ..blocks.attention import Attention
 from ..blocks.ip_adapter import ImageProjection, IPAttention, ip_scale
 from ..blocks.layers import Linear
 from ..blocks.lora import ParameterWriter
+from .lora import replace_cell, restore_parameter_names
 from .lora_keys import read_safetensors
 from .paths import LoadError
 
@@ -55,8 +56,6 @@ def _linear(weight: np.ndarray, dtype, bias: np.ndarray = None) -> Linear:
 
 def load_ip_adapter(components, path, scale: float = 1.0) -> None:
     """Install a base IP-Adapter file into components.unet (strict: every key used, every shape checked)."""
-    from .lora import _set_child
-
     unet = components.unet
     if unet in _STATES:
         raise LoadError("load_ip_adapter: this UNet already has an IP-Adapter (one at a time is implemented)")
@@ -93,9 +92,8 @@ def load_ip_adapter(components, path, scale: float = 1.0) -> None:
     if unused:
         raise LoadError(f"{path}: {len(unused)} IP-Adapter key(s) match no layer: {', '.join(unused[:5])}")
     for name, (_, ip) in wrapped.items():
-        _set_child(unet, name, ip)
-    for name, p in unet.parameters_and_names():
-        p.name = name
+        replace_cell(unet, name, ip)
+    restore_parameter_names(unet, keep=(param,))
     param.name = "ip_adapter_scale"
     _STATES[unet] = IPAdapterState(projection, {n: a for n, (a, _) in wrapped.items()}, param)
 
@@ -127,12 +125,9 @@ def with_image_tokens(prompt_embeds: Float[Tensor, "b n d"], tokens: Float[Tenso
 
 def unload_ip_adapter(components) -> None:
     """Put the plain cross-attentions back."""
-    from .lora import _set_child
-
     state = _state(components)
     unet = components.unet
     for name, attn in state.originals.items():
-        _set_child(unet, name, attn)
-    for name, p in unet.parameters_and_names():
-        p.name = name
+        replace_cell(unet, name, attn)
+    restore_parameter_names(unet)
     del _STATES[unet]

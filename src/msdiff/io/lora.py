@@ -19,7 +19,8 @@ from .paths import LoadError
 _STATES = weakref.WeakKeyDictionary()
 
 
-def _set_child(root, path: str, cell) -> None:
+def replace_cell(root, path: str, cell) -> None:
+    """Put cell at the dotted path of root's cell tree (CellList indices included)."""
     parent_path, _, name = path.rpartition(".")
     parent = root
     for part in parent_path.split(".") if parent_path else ():
@@ -28,6 +29,13 @@ def _set_child(root, path: str, cell) -> None:
         parent[int(name)] = cell
     else:
         setattr(parent, name, cell)
+
+
+def restore_parameter_names(net, keep=()) -> None:
+    """Name every Parameter by its path again (inserting a cell renames its Parameters); `keep` are left alone."""
+    for name, p in net.parameters_and_names():
+        if all(p is not k for k in keep):
+            p.name = name
 
 
 class LoRAState:
@@ -73,22 +81,20 @@ class LoRAState:
         targets = lora_targets(net)
         paths = [p for p in targets if any(p in layers for layers in self.adapters.values())]
         for path in [p for p in self.bases if p not in paths]:
-            _set_child(net, path, self.bases.pop(path))
+            replace_cell(net, path, self.bases.pop(path))
             self._fix_names(net)
         self.param = adapter_weights(self._weight_vector(), f"{self.component}.lora_adapter_weights")
         for path in paths:
             base = self.bases.setdefault(path, targets[path])
             cls = LoRALinear if base.weight.ndim == 2 else LoRAConv2d
-            _set_child(net, path, cls(base, *self._columns(path), self.param, f"{self.component}.{path}"))
+            replace_cell(net, path, cls(base, *self._columns(path), self.param, f"{self.component}.{path}"))
         self._fix_names(net)
         self.version += 1
         self._writers = {}
 
     def _fix_names(self, net) -> None:
         """Give every Parameter its full path as name again (inserting a cell renames its Parameters)."""
-        for name, p in net.parameters_and_names():
-            if p is not self.param:
-                p.name = name
+        restore_parameter_names(net, keep=(self.param,))
         if self.param is not None:
             self.param.name = f"{self.component}.lora_adapter_weights"
 

@@ -101,7 +101,8 @@ def sgm_names(unet) -> dict:
             prefixes[f"up_blocks.{b}.attentions.{j}"] = (f"output_blocks.{index + j}.1", False)
         index += count
         if b < n - 1:
-            out[f"up_blocks.{b}.upsamplers.0.conv"] = f"output_blocks.{index - 1}.{2 if 'CrossAttn' in kind else 1}.conv"
+            inner = 2 if "CrossAttn" in kind else 1
+            out[f"up_blocks.{b}.upsamplers.0.conv"] = f"output_blocks.{index - 1}.{inner}.conv"
     for path in lora_targets(unet):
         for prefix, (sgm, resnet) in prefixes.items():
             if path.startswith(prefix + "."):
