@@ -24,6 +24,7 @@ from . import sd, steps
 from .consistency import consistency
 from .controlnet import controlnet, controlnet_img2img, controlnet_inpaint
 from .dit import dit
+from .kandinsky import kandinsky_v22
 from .family import Family, families, family_of
 from .inpaint import inpaint
 from .instruct_pix2pix import instruct_pix2pix
