@@ -44,55 +44,6 @@ def rel_l2(got, ref) -> float:
 
 # diffusers half (reference env) -----------------------------------------------------------------------------
 
-def _pil(a: np.ndarray):
-    import PIL.Image
-    return PIL.Image.fromarray(a)
-
-
-class _Replay:
-    """diffusers' randn_tensor replaced by the fixture's recorded draws, in order, in the requested dtype."""
-
-    def __init__(self, draws):
-        import diffusers.utils.torch_utils as tu
-        self.original, self.draws, self.i = tu.randn_tensor, draws, 0
-        self.modules = [m for n, m in list(sys.modules.items())
-                        if n.startswith("diffusers") and getattr(m, "randn_tensor", None) is self.original]
-
-    def _randn(self, shape, generator=None, device=None, dtype=None, layout=None):
-        import torch
-        value = torch.from_numpy(self.draws[self.i]).to(dtype or torch.float32)
-        assert tuple(value.shape) == tuple(shape), (value.shape, shape)
-        self.i += 1
-        return value
-
-    def __enter__(self):
-        for m in self.modules:
-            m.randn_tensor = self._randn
-        return self
-
-    def __exit__(self, *exc):
-        for m in self.modules:
-            m.randn_tensor = self.original
-
-
-def _diffusers_pipe(fix: Path, meta: dict, dtype):
-    import diffusers
-    import torch
-    sys.path.insert(0, str(ROOT / "tools"))
-    from fixtures.pipelines import _scheduler
-
-    cls = getattr(diffusers, meta["pipeline_class"])
-    extra = {}
-    if meta.get("adapter"):
-        extra["adapter"] = diffusers.T2IAdapter.from_pretrained(fix / meta["adapter"], torch_dtype=dtype)
-    if meta.get("scheduler"):
-        extra["scheduler"] = _scheduler(meta["scheduler"])
-    pipe = cls.from_pretrained(fix / meta["folder"], torch_dtype=dtype, **extra)
-    pipe.set_progress_bar_config(disable=True)
-    assert pipe.unet.dtype == dtype and torch.get_default_dtype() == torch.float32
-    return pipe
-
-
 def _record_unet(pipe, calls: list) -> list:
     """Hooks recording every UNet call: inputs before the call (the UNet pops the adapter features from its
     list), output after."""
@@ -113,24 +64,15 @@ def _record_unet(pipe, calls: list) -> list:
     return [pipe.unet.register_forward_pre_hook(before, with_kwargs=True), pipe.unet.register_forward_hook(after)]
 
 
-def _call_args(pipe, fix: Path, meta: dict, z: dict, dtype, steps: list) -> dict:
-    import torch
-    args = dict(meta["args"])
-    for k in ("original_size", "crops_coords_top_left", "target_size"):
-        if k in args:
-            args[k] = tuple(args[k])
-    if "latents" in z:
-        args["latents"] = torch.from_numpy(z["latents"]).to(dtype)
-    if "image" in z:
-        args["image"] = _pil(z["image"]) if z["image"].dtype == np.uint8 else torch.from_numpy(z["image"]).to(dtype)
-    if "mask_image" in z:
-        args["mask_image"] = _pil(z["mask_image"])
+def _call_args(meta: dict, z: dict, dtype, steps: list) -> dict:
+    from fixtures.pipelines import case_kwargs
 
     def on_step(*a):  # callback_on_step_end(pipe, i, t, kwargs) or the old callback(i, t, latents)
         latents = a[3]["latents"] if len(a) == 4 else a[2]
         steps.append(latents.detach().float().numpy().copy())
         return a[3] if len(a) == 4 else None
 
+    args = case_kwargs(meta, z, dtype)
     if "Adapter" in meta["pipeline_class"] and "XL" not in meta["pipeline_class"]:
         args.update(callback=on_step, callback_steps=1)
     else:
@@ -141,16 +83,19 @@ def _call_args(pipe, fix: Path, meta: dict, z: dict, dtype, steps: list) -> dict
 def reference(name: str, out: Path) -> None:
     """Replay case `name` with diffusers in fp32 and fp16; save every stage to `out` (npz)."""
     import torch
+    sys.path.insert(0, str(ROOT / "tools"))
+    from fixtures.pipelines import NoiseReplay, load_case_pipeline
+
     torch.set_num_threads(1)
     fix, meta, z = case_meta(name)
     draws = [z[f"noise_{i}"] for i in range(meta["num_noise"])]
     arrays, pipes, calls_by = {}, {}, {}
     for tag, dtype in (("d32", torch.float32), ("d16", torch.float16)):
-        pipe = pipes[tag] = _diffusers_pipe(fix, meta, dtype)
+        pipe = pipes[tag] = load_case_pipeline(fix, meta, dtype)
         calls, steps = [], []
         handles = _record_unet(pipe, calls)
-        with _Replay(draws), torch.no_grad():
-            images = pipe(**_call_args(pipe, fix, meta, z, dtype, steps)).images
+        with NoiseReplay(draws), torch.no_grad():
+            images = pipe(**_call_args(meta, z, dtype, steps)).images
         for h in handles:
             h.remove()
         images = images.float().numpy() if hasattr(images, "float") else np.asarray(images, np.float32)
