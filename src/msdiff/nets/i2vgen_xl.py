@@ -3,8 +3,9 @@
 The first frame's image latents become extra context tokens (image_latents_context_embedding, adaptive-pooled
 to 32 x 32 then strided down), every frame's image latents pass a small temporal encoder and are concatenated
 to the noisy sample, the CLIP image embedding becomes in_channels more context tokens, and the fps is embedded
-like the timestep. Attention softmax is fp32 (ops.attention; on fp16 the q.k product is accumulated in fp32
-and scaled after, the seed's "upcast bmm and softmax"). The parameter tree has diffusers' names.
+like the timestep. Attention softmax is fp32 (ops.attention); on CPU q.k is fp32 too, but on GPU an fp16 net's
+q.k product leaves the matmul in fp16 before the fp32 scale (not the seed's "upcast bmm": an ops matter).
+The parameter tree has diffusers' names.
 """
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple, Union

@@ -149,7 +149,7 @@ def euler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_sched
 def euler_ancestral(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
                     trained_betas=None, prediction_type="epsilon", timestep_spacing="linspace", steps_offset=0,
                     rescale_betas_zero_snr=False):
-    """Euler ancestral sampling (k-diffusion sample_euler_ancestral, eta=1)."""
+    """Euler ancestral: Euler to sigma_down plus noise of std sigma_up (k-diffusion sample_euler_ancestral, eta=1)."""
     _check(prediction_type, ("epsilon", "v_prediction"), "EulerAncestralDiscreteScheduler")
     acp = _acp(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr)
     k_timesteps(timestep_spacing, 1, num_train_timesteps, steps_offset)
@@ -237,7 +237,7 @@ def kdpm2(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_sch
 def kdpm2_ancestral(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
                     trained_betas=None, use_karras_sigmas=False, use_exponential_sigmas=False,
                     use_beta_sigmas=False, prediction_type="epsilon", timestep_spacing="linspace", steps_offset=0):
-    """Ancestral DPM-Solver-2 (k-diffusion sample_dpm_2_ancestral, eta=1)."""
+    """Ancestral DPM-Solver-2 (Lu et al. 2022, arXiv:2206.00927; k-diffusion sample_dpm_2_ancestral, eta=1)."""
     return _kdpm2(True, num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
                   sigma_kind(use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas), prediction_type,
                   timestep_spacing, steps_offset)
@@ -331,7 +331,7 @@ def _lms_coefficient(sig, order, t, j):
 def lms(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", trained_betas=None,
         use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False, prediction_type="epsilon",
         timestep_spacing="linspace", steps_offset=0, order=4):
-    """Linear multistep method of order <= 4 in sigma (k-diffusion sample_lms)."""
+    """Linear multistep (Adams-Bashforth with Lagrange weights) of order <= 4 in sigma (k-diffusion sample_lms)."""
     _check(prediction_type, ("epsilon", "v_prediction", "sample"), "LMSDiscreteScheduler")
     if order not in (1, 2, 3, 4):
         raise ValueError(f"LMSDiscreteScheduler: unsupported order {order!r}; supported: 1-4")
