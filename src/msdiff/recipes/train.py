@@ -4,8 +4,8 @@
 of the weights. All randomness (batch indices, timesteps, noise, label dropout) is drawn with numpy
 from a Generator seeded by (seed, step), so a run resumed from a checkpoint continues exactly as the
 uninterrupted run would. Under msrun it trains data-parallel: every rank draws the same global batch
-and takes its contiguous share, the loss and gradients are averaged over ranks by one all-reduce, so
-every rank takes the same step (the single-process run's, up to fp32 summation order), and rank 0
+and takes its contiguous share, the loss and gradients are averaged over ranks (sum all-reduces / N),
+so every rank takes the same step (the single-process run's, up to fp32 summation order), and rank 0
 alone writes checkpoints. Checkpoints are diffusers-layout pipeline folders:
 
     model_index.json                       DDPMPipeline: unet + scheduler
