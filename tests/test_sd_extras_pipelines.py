@@ -1,0 +1,44 @@
+"""SD-family extra pipelines as recipes against diffusers 0.35.2 (fixtures from tools/fixtures/sd_extras.py)."""
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+import msdiff
+from msdiff.recipes.image_variation import image_variation
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sd_extras"
+CASES = json.loads((FIXTURES / "pipelines.json").read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _components(folder: str, dtype: str):
+    return msdiff.load_pipeline(FIXTURES / folder, dtype=dtype)
+
+
+def _variation(case: str, mode: str, dtype: str = "float32"):
+    meta, d = CASES[case], dict(np.load(FIXTURES / f"{case}.npz"))
+    args = {k: v for k, v in meta["args"].items() if k not in ("output_type", "latents")}
+    out = image_variation(_components(meta["folder"], dtype), PIL.Image.fromarray(d["image"]), latents=d["latents"],
+                          output_type="np", mode=mode, **args)
+    return out, d["expected"]
+
+
+@pytest.mark.parametrize("case,mode", [("image_variation", "pynative"), ("image_variation_no_cfg", "pynative"),
+                                       ("image_variation", "graph")])
+def test_image_variation(case, mode):
+    got, want = _variation(case, mode)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
+
+
+def test_image_variation_fp16():
+    got, want = _variation("image_variation", "pynative", "float16")
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 5e-3
+
+
+def test_image_variation_needs_an_image():
+    with pytest.raises(ValueError, match="image is required"):
+        image_variation(_components("image_variation", "float32"), None)
