@@ -1,5 +1,6 @@
 """msdiff.samplers.unclip against diffusers 0.35.2's UnCLIPScheduler: timesteps and whole trajectories of an analytic
-model (PyNative and graph), stepping to the next timestep as the unCLIP / Kandinsky prior pipelines do."""
+model (PyNative and graph), stepping to the next timestep as the unCLIP / Kandinsky prior pipelines do; and
+DeepFloyd IF's DDPMScheduler settings (learned-range variance, dynamic thresholding) on msdiff's DDPM sampler."""
 from pathlib import Path
 
 import mindspore as ms
@@ -10,8 +11,12 @@ from mindspore import Tensor, ops
 from msdiff import samplers
 
 FIX = Path(__file__).parent / "fixtures" / "kandinsky" / "unclip_scheduler.npz"
-CONFIGS = {"prior": dict(variance_type="fixed_small_log", prediction_type="sample", clip_sample_range=10.0),
-           "decoder": dict(variance_type="learned_range", prediction_type="epsilon")}
+CONFIGS = {"prior": dict(variance_type="fixed_small_log", prediction_type="sample", clip_sample_range=10.0,
+                         _class_name="UnCLIPScheduler"),
+           "decoder": dict(variance_type="learned_range", prediction_type="epsilon", _class_name="UnCLIPScheduler"),
+           "if_ddpm": dict(beta_schedule="squaredcos_cap_v2", variance_type="learned_range", thresholding=True,
+                           dynamic_thresholding_ratio=0.95, sample_max_value=1.5, clip_sample=True,
+                           prediction_type="epsilon", _class_name="DDPMScheduler")}
 
 
 def _tanh(y):
@@ -29,16 +34,18 @@ def _model(learned: bool):
 
 @pytest.mark.parametrize("name,n,mode", [("prior", 3, "pynative"), ("prior", 25, "pynative"),
                                          ("decoder", 3, "pynative"), ("decoder", 25, "pynative"),
-                                         ("decoder", 25, "graph")])
+                                         ("decoder", 25, "graph"), ("if_ddpm", 3, "pynative"),
+                                         ("if_ddpm", 25, "pynative"), ("if_ddpm", 25, "graph")])
 def test_trajectory(name, n, mode):
     with np.load(FIX) as f:
         d = {k.split(":")[1]: f[k] for k in f if k.startswith(f"{name}_{n}:")}
-    sampler = samplers.from_config(dict(CONFIGS[name], _class_name="UnCLIPScheduler"))
+    sampler = samplers.from_config(CONFIGS[name])
     schedule = sampler.schedule(n)
     np.testing.assert_array_equal(schedule.timesteps, d["timesteps"])
     draws = iter(d["noise"][schedule.needs_noise])
     noise = (lambda shape: next(draws))
-    got = [x.asnumpy() for _, x in samplers.sample_steps(_model(name == "decoder"), Tensor(d["x"]), schedule,
+    learned = CONFIGS[name]["variance_type"] == "learned_range"
+    got = [x.asnumpy() for _, x in samplers.sample_steps(_model(learned), Tensor(d["x"]), schedule,
                                                          sampler, noise, mode=mode)]
     for i, (a, b) in enumerate(zip(got, d["traj"])):
         rel = float(np.linalg.norm(a - b) / np.linalg.norm(b))
