@@ -41,7 +41,8 @@ def test_same_seed_same_png(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model", "/nonexistent/model"], "/nonexistent/model"),
     (["--model", str(SD), "--size", "60x64"], "multiples of 8"),
-    (["--model", str(SD), "--mask", "m.png"], "--mask needs --image"),
+    (["--model", str(SD), "--mask", str(SD / "model_index.json")], "--mask needs --image"),
+    (["--model", str(SD), "--image", "missing.png", "--steps", "1"], "--image 'missing.png': no such file"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, capsys, args, message):
     code = main(["generate", "--prompt", "x", "--steps", "1", "--out", str(tmp_path / "o.png"), *args])

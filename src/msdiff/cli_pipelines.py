@@ -54,6 +54,15 @@ def specific_options() -> tuple:
     return tuple(dests)
 
 
+def sampler_name(sampler):
+    """A sampler option as its diffusers scheduler class name (one naming scheme in the metadata)."""
+    if not isinstance(sampler, str):
+        return sampler
+    from .samplers import sampler_names
+    key = sampler.lower().replace("_", "").replace("-", "").replace(" ", "")
+    return sampler_names().get(key, sampler)
+
+
 def _dtype(args) -> str:
     return "float16" if args.dtype == "fp16" else "float32"
 
@@ -76,6 +85,10 @@ def check_options(args, fam, class_name) -> None:
     for dest in fam.required:
         if getattr(args, dest, None) is None:
             raise ValueError(f"{what} needs {flag(dest)}")
+    for dest in ("image", "mask", "control_image"):
+        value = getattr(args, dest, None)
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{flag(dest)} {value!r}: no such file")
 
 
 def recipe_kwargs(args, fam) -> dict:
@@ -110,6 +123,7 @@ def generate(args) -> dict:
     recipe = fam.recipe
     if fam.prepare is not None:
         recipe, kwargs = fam.prepare(args, components, kwargs)
+    recipe = getattr(sys.modules.get(recipe.__module__), recipe.__name__, recipe)  # late-bound: patchable
     if class_name is None:
         kwargs["dtype"] = _dtype(args)
     steps = kwargs.get("num_inference_steps")
@@ -121,7 +135,8 @@ def generate(args) -> dict:
         progress.close()
     if class_name is None:
         print(f"generated in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    sampler = kwargs.get("sampler") or ((components.scheduler or {}).get("_class_name") if components else None)
+    sampler = sampler_name(kwargs.get("sampler")) or ((components.scheduler or {}).get("_class_name")
+                                                      if components else None)
     return {"image": images[0], "steps": steps, "sampler": sampler, "first_step_s": progress.first_step_s,
             "model": str(args.model) if args.model else "msdiff bundled digits (msdiff/assets/digits)",
             "pipeline_class": class_name, "class_label": getattr(args, "class_label", None)}

@@ -110,6 +110,20 @@ def control_pieces(nets: list, images, *, height: int, width: int, batch: int, n
     return pieces
 
 
+_SHARED = ("prompt", "negative_prompt", "height", "width", "num_inference_steps", "guidance_scale",
+           "guidance_rescale", "num_images_per_prompt", "controlnet_conditioning_scale", "guess_mode",
+           "control_guidance_start", "control_guidance_end", "output_type", "seed", "sampler", "noise", "callback",
+           "mode", "vae_dtype", "controlnet", "conditioning")
+_ADAPTER = {"adapter": None, "adapter_image": None, "adapter_conditioning_scale": 1.0, "strength": 1.0}
+
+
+def _shared(names: dict) -> dict:
+    """The arguments every ControlNet recipe hands to `_run` (from the recipe's locals), adapter ones defaulted."""
+    args = {k: names[k] for k in _SHARED}
+    args.update({k: names.get(k, v) for k, v in _ADAPTER.items()})
+    return args
+
+
 def _run(components, prompt, negative_prompt, *, recipe: str, control, start: Callable, height, width,
          num_inference_steps, strength, guidance_scale, guidance_rescale, num_images_per_prompt,
          controlnet_conditioning_scale, guess_mode, control_guidance_start, control_guidance_end, output_type, seed,
@@ -173,15 +187,8 @@ def controlnet(components, prompt=None, image=None, negative_prompt=None, *, num
         return prepare_latents(components, emb.prompt_embeds.shape[0], height, width, noise_src, latents,
                                schedule.init_noise_sigma), []
 
-    return _run(components, prompt, negative_prompt, recipe="controlnet", control=image, start=start,
-                height=height, width=width, num_inference_steps=num_inference_steps, strength=1.0,
-                guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
-                num_images_per_prompt=num_images_per_prompt,
-                controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
-                control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
-                output_type=output_type, seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
-                vae_dtype=vae_dtype, controlnet=nets, adapter=adapter, adapter_image=adapter_image,
-                adapter_conditioning_scale=adapter_conditioning_scale, conditioning=conditioning, aesthetics=False)
+    return _run(components, recipe="controlnet", control=image, start=start, aesthetics=False,
+                **_shared(locals()))
 
 
 def controlnet_img2img(components, prompt=None, image=None, control_image=None, negative_prompt=None, *,
@@ -206,15 +213,8 @@ def controlnet_img2img(components, prompt=None, image=None, control_image=None, 
                               latents=latents, denoising_start=None, vae_dtype=vae_dtype)
         return x, []
 
-    return _run(components, prompt, negative_prompt, recipe="controlnet_img2img", control=control_image,
-                start=start, height=height, width=width, num_inference_steps=num_inference_steps, strength=strength,
-                guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
-                num_images_per_prompt=num_images_per_prompt,
-                controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
-                control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
-                output_type=output_type, seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
-                vae_dtype=vae_dtype, controlnet=nets, adapter=None, adapter_image=None, adapter_conditioning_scale=1.0,
-                conditioning=conditioning, aesthetics=uses_aesthetics(components))
+    return _run(components, recipe="controlnet_img2img", control=control_image, start=start,
+                aesthetics=uses_aesthetics(components), **_shared(locals()))
 
 
 def controlnet_inpaint(components, prompt=None, image=None, mask_image=None, control_image=None,
@@ -234,15 +234,8 @@ def controlnet_inpaint(components, prompt=None, image=None, mask_image=None, con
         return inpaint_start(components, image, mask_image, emb.prompt_embeds.shape[0], schedule, noise_src,
                              height=height, width=width, strength=strength, latents=latents, vae_dtype=vae_dtype)
 
-    return _run(components, prompt, negative_prompt, recipe="controlnet_inpaint", control=control_image,
-                start=start, height=height, width=width, num_inference_steps=num_inference_steps, strength=strength,
-                guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
-                num_images_per_prompt=num_images_per_prompt,
-                controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
-                control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
-                output_type=output_type, seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
-                vae_dtype=vae_dtype, controlnet=controlnet, adapter=None, adapter_image=None,
-                adapter_conditioning_scale=1.0, conditioning=conditioning, aesthetics=uses_aesthetics(components))
+    return _run(components, recipe="controlnet_inpaint", control=control_image, start=start,
+                aesthetics=uses_aesthetics(components), **_shared(locals()))
 
 
 _CN = {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale", "sampler": "sampler",

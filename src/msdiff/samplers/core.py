@@ -1,15 +1,12 @@
-"""Sampler and Schedule descriptions, the sampling loop, add_noise and img2img truncation."""
+"""Sampler and Schedule descriptions, add_noise and img2img truncation (the loop is samplers.loop)."""
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, Tuple, Union
+from typing import Callable, Optional
 
 import numpy as np
-import mindspore as ms
-from mindspore import Tensor, ops
+from mindspore import Tensor
 from jaxtyping import Float
 
 from .schedules import check_steps
-
-NoiseSource = Union[None, Tensor, Callable[[int], Tensor]]
 
 
 @dataclass(frozen=True)
@@ -111,51 +108,3 @@ def add_noise(schedule: Schedule, x0: Float[Tensor, "b c h w"], noise: Float[Ten
     """Noise x0 to the level of call i (diffusers' scheduler.add_noise at schedule.timesteps[i])."""
     a, b = (Tensor(np.float32(v)) for v in schedule.noise_level[i])
     return a * x0 + b * noise
-
-
-_JIT_CACHE = {}
-
-
-def jit_step(sampler: Sampler) -> Callable:
-    """The sampler's step compiled with mindspore.jit (one graph per sampler and input shape)."""
-    fn = _JIT_CACHE.get(sampler.step)
-    if fn is None:
-        fn = _JIT_CACHE[sampler.step] = ms.jit(sampler.step)
-    return fn
-
-
-def _noise_at(noise: NoiseSource, i: int) -> Tensor:
-    if noise is None:
-        raise ValueError("this sampler is stochastic: pass noise (a Tensor [n, ...] or a callable noise(i))")
-    return noise(i) if callable(noise) else noise[i]
-
-
-def sample_steps(sampler: Sampler, schedule: Schedule, model: Callable, x: Float[Tensor, "b c h w"],
-                 noise: NoiseSource = None, jit: bool = False) -> Iterator[Tuple[int, Tensor]]:
-    """Run the sampler, yielding (i, x) after every model call; model(x_in, t) returns the raw net output."""
-    step = jit_step(sampler) if jit else sampler.step
-    wrap = ms.mutable if jit else tuple
-    state = sampler.init_state(x)
-    rows = schedule.rows()
-    zeros = None
-    for i in range(len(schedule)):
-        out = model(schedule.scale_model_input(x, i), schedule.timestep(i))
-        nz = None
-        if sampler.stochastic:
-            if schedule.needs_noise[i]:
-                nz = _noise_at(noise, i)
-            else:
-                zeros = ops.zeros_like(x) if zeros is None else zeros
-                nz = zeros
-        x, state = step(x, out, wrap(tuple(state)) if state else (), rows[i], nz)
-        yield i, x
-
-
-def sample(sampler: Sampler, schedule: Schedule, model: Callable, x: Float[Tensor, "b c h w"],
-           noise: NoiseSource = None, jit: bool = False,
-           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None) -> Float[Tensor, "b c h w"]:
-    """Run the whole loop and return the final sample; callback(i, x) returning True stops early."""
-    for i, x in sample_steps(sampler, schedule, model, x, noise, jit):
-        if callback is not None and callback(i, x):
-            break
-    return x

@@ -10,7 +10,6 @@ Every coefficient row starts with these six columns; a sampler names the columns
 `Columns`, builds its table by name and reads `c[COLS.dt]` in its step (the indices are Python ints,
 so the row stays one float32 Tensor input and one compiled graph serves every call).
 """
-from typing import Callable
 
 import numpy as np
 import mindspore as ms
@@ -145,14 +144,4 @@ def combine_guidance(uncond: Tensor, cond: Tensor, guidance_scale: float, guidan
     guided = uncond + guidance_scale * (cond - uncond)
     if guidance_rescale > 0:
         guided = rescale_noise_cfg(guided, cond, guidance_rescale)
-    return guided
-
-
-def guidance(model: Callable, guidance_scale: float, guidance_rescale: float = 0.0) -> Callable:
-    """Wrap model(x2, t) -> out2, run on [x, x] (uncond first, as diffusers), into a guided model(x, t)."""
-    def guided(x: Tensor, t: Tensor) -> Tensor:
-        out = model(ops.concat([x, x], axis=0), t)
-        uncond, cond = ops.split(out, x.shape[0], axis=0)
-        return combine_guidance(uncond, cond, guidance_scale, guidance_rescale)
-
     return guided

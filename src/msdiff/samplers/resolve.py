@@ -27,6 +27,7 @@ def resolve_sampler(scheduler: Optional[dict], sampler=None, *, default: Optiona
     sampler factory; an option the chosen sampler does not take is a ValueError naming it."""
     base = scheduler if scheduler is not None else default
     if isinstance(sampler, Sampler):
+        options = {k: v for k, v in options.items() if not (k == "eta" and v == 0.0)}
         if options:
             raise ValueError(f"sampler options {sorted(options)} cannot be applied to a ready-made Sampler")
         return sampler
