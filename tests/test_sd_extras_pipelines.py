@@ -42,3 +42,40 @@ def test_image_variation_fp16():
 def test_image_variation_needs_an_image():
     with pytest.raises(ValueError, match="image is required"):
         image_variation(_components("image_variation", "float32"), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _depth_components(dtype: str):
+    # DPTImageProcessor is not a preprocessor io.load_pipeline reads yet: the recipe reads its config itself
+    return msdiff.load_pipeline(FIXTURES / "depth2img", dtype=dtype, skip=("safety_checker", "feature_extractor"))
+
+
+def _depth(case: str, mode: str, dtype: str = "float32"):
+    from msdiff.recipes.depth2img import depth_to_image
+    meta, d = CASES[case], dict(np.load(FIXTURES / f"{case}.npz"))
+    args = {k: v for k, v in meta["args"].items() if k not in ("output_type", "depth_map")}
+    out = depth_to_image(_depth_components(dtype), image=PIL.Image.fromarray(d["image"]), depth_map=d.get("depth_map"),
+                         output_type="np", noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])], mode=mode,
+                         **args)
+    return out, d["expected"]
+
+
+@pytest.mark.parametrize("case,mode", [("depth2img", "pynative"), ("depth2img_depth_map", "pynative"),
+                                       ("depth2img", "graph")])
+def test_depth_to_image(case, mode):
+    got, want = _depth(case, mode)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
+
+
+def test_depth_to_image_fp16():
+    got, want = _depth("depth2img", "pynative", "float16")
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 5e-3
+
+
+def test_depth_to_image_errors():
+    from msdiff.recipes.depth2img import depth_to_image
+    image = PIL.Image.fromarray(dict(np.load(FIXTURES / "depth2img.npz"))["image"])
+    with pytest.raises(ValueError, match="needs image"):
+        depth_to_image(_depth_components("float32"), "a cat")
+    with pytest.raises(ValueError, match=r"\[batch, height, width\]"):
+        depth_to_image(_depth_components("float32"), "a cat", image, depth_map=np.ones((1, 1, 8, 8), np.float32))
