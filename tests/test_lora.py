@@ -22,7 +22,7 @@ from msdiff.blocks.layers import Linear
 from msdiff.blocks.lora import LoRALinear
 from msdiff.io import LoadError
 from msdiff.io.lora import (active_adapters, apply_addons, delete_adapters, fuse_lora, load_lora, lora_version,
-                            set_adapters, unfuse_lora, unload_lora)
+                            parse_lora_option, set_adapters, unfuse_lora, unload_lora)
 from msdiff.io.lora_keys import read_safetensors
 
 FIX = Path(__file__).parent / "fixtures" / "lora"
@@ -173,6 +173,8 @@ def test_bad_files_are_refused(tmp_path):
 
 
 def test_unload_delete_and_cli_addons():
+    assert parse_lora_option("a/b.safetensors:0.7") == ("a/b.safetensors", 0.7)
+    assert parse_lora_option("C:/x/b.safetensors") == ("C:/x/b.safetensors", 1.0)
     c = _sd()
     args = _unet_args("sd")
     names = apply_addons(c, loras=[(FIX / "sd_peft.safetensors", 1.0), (FIX / "sd_kohya.safetensors", 1.3)])

@@ -288,6 +288,17 @@ def unload_lora(components) -> None:
         _drop(state, list(state.adapters))
 
 
+def parse_lora_option(text: str) -> tuple:
+    """The CLI's `--lora FILE[:SCALE]` -> (FILE, SCALE); a suffix that is no number is part of the path."""
+    path, sep, scale = text.rpartition(":")
+    if sep:
+        try:
+            return path, float(scale)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
 def apply_addons(components, loras=(), embeddings=()) -> dict:
     """The CLI's add-ons: LoRA files [(path, scale)] as adapters `lora_0`, `lora_1`, ... (active with their scales),
     then textual-inversion embeddings [path]; returns {"loras": [...], "embeddings": [tokens...]} for metadata."""
