@@ -1,63 +1,40 @@
-"""Shared loading for the video-net tests: tiny nets rebuilt from seeded weights, block records, parity.
-
-tools/fixtures/video.py stores each net's config and key list, not its weights: `seeded_weights` (numpy only)
-draws the same fp16-rounded weights here as there, they are written to a temporary safetensors file, and
-`msdiff.load` reads them strictly like any checkpoint.
-"""
-import json
-import shutil
+"""Shared pieces of the video-net tests, from tools/support/video.py (one copy for the tests and the support
+matrix): tiny nets rebuilt from the seeded weights of tools/fixtures/video.py and loaded with msdiff.load,
+diffusers' recorded block inputs / outputs, and the block call signatures."""
 import sys
-import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 import mindspore as ms
-import numpy as np
-from safetensors.numpy import save_file
-
-import msdiff
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "video"
 sys.path.insert(0, str(ROOT / "tools"))
-from fixtures.video import seeded_weights  # noqa: E402
+from support import _video as _support  # noqa: E402
 
-_TMP = Path(tempfile.mkdtemp(prefix="msdiff_video_"))
+BLOCKS = _support.BLOCKS
+block = _support.sub_cell
 
 
-@lru_cache(maxsize=None)
 def folder(name: str) -> Path:
-    """A checkpoint folder for fixture net `name`: its config.json and its seeded weights as safetensors."""
-    keys = json.loads((FIX / name / "keys.json").read_text())
-    out = _TMP / name
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(FIX / name / "config.json", out / "config.json")
-    save_file(seeded_weights(keys["shapes"], keys["seed"]), str(out / "diffusion_pytorch_model.safetensors"))
-    return out
+    """A checkpoint folder (config.json + seeded safetensors) for fixture net `name`."""
+    return _support.checkpoint(FIX, name)
 
 
-@lru_cache(maxsize=None)
 def net(name: str, dtype: str = "float32"):
-    """msdiff.load of fixture net `name` in dtype (cached per module run)."""
-    return msdiff.load(folder(name), dtype=dtype)
+    """The msdiff net of fixture `name` (cached); "motion" is the from_unet2d assembly."""
+    return _support.load(FIX, name, dtype)
 
 
-@lru_cache(maxsize=None)
 def records(name: str) -> dict:
     """The net's inputs, output and block records, aliases resolved."""
-    with np.load(FIX / f"{name}.npz") as f:
-        d = dict(f)
-    for key, same in json.loads((FIX / name / "aliases.json").read_text()).items():
-        d[key] = d[same]
-    return d
+    return _support.records(FIX, name)
 
 
-def block(net_cell, path: str):
-    """The sub-Cell at a dotted diffusers module path (`down_blocks.0.temp_convs.0`)."""
-    cell = net_cell
-    for part in path.split("."):
-        cell = cell[int(part)] if part.isdigit() else getattr(cell, part)
-    return cell
+def block_output(name: str, path: str):
+    """fp32 output of block `path` of net `name` on diffusers' recorded inputs."""
+    _, signature = BLOCKS[name][path]
+    args = _support.block_inputs(records(name), path, signature, ms.float32)
+    return _support.block_fn(block(net(name), path))(*args)
 
 
 def call(cell, args: tuple, mode: str):

@@ -2,15 +2,12 @@
 UNet2DConditionModel and a MotionAdapter) against diffusers 0.35.2 (fixtures from tools/fixtures/video.py):
 fp32 rel L2 <= 1e-5 and max abs <= 1e-4, fp16 rel L2 <= 5e-3; PyNative and jit."""
 import json
-from functools import lru_cache
 
 import mindspore as ms
 import pytest
 from _parity import assert_parity
-from _video import FIX, block, call, folder, net, records
-from mindspore.nn.utils import no_init_parameters
+from _video import BLOCKS, FIX, block_output, call, net, records
 
-from msdiff.io.weights import load_weights
 from msdiff.nets import unet_motion as um
 
 F = 3
@@ -20,15 +17,8 @@ def _config(name: str) -> dict:
     return json.loads((FIX / name / "config.json").read_text())
 
 
-@lru_cache(maxsize=None)
 def _motion(dtype: str = "float32"):
-    config = um.config_from_unet2d(_config("sd_unet"), _config("motion_adapter"))
-    with no_init_parameters():
-        unet = um.UNetMotionModel(config, dtype=ms.float16 if dtype == "float16" else ms.float32)
-    files = [folder(n) / "diffusion_pytorch_model.safetensors" for n in ("sd_unet", "motion_adapter")]
-    load_weights(unet, files, um.map_weights)
-    unet.set_train(False)
-    return unet
+    return net("motion", dtype)
 
 
 def test_from_unet2d_config_equals_diffusers():
@@ -57,26 +47,11 @@ def test_unet_motion_repeats_a_per_video_context():
                   "UNetMotionModel, context [b, n, d]")
 
 
-BLOCKS = {"down_blocks.0": "CrossAttnDownBlockMotion", "down_blocks.1": "DownBlockMotion",
-          "mid_block": "UNetMidBlockCrossAttnMotion", "up_blocks.0": "UpBlockMotion",
-          "up_blocks.1": "CrossAttnUpBlockMotion", "down_blocks.0.motion_modules.0": "AnimateDiffTransformer3D"}
-
-
-@pytest.mark.parametrize("path", list(BLOCKS))
+@pytest.mark.parametrize("path", list(BLOCKS["motion"]))
 def test_motion_block_parity(path):
     """fp32 block by block on diffusers' recorded inputs (fp16 is covered by the whole net)."""
-    d, cell = records("motion"), block(_motion(), path)
-    get = (lambda k: ms.Tensor(d[f"{path}:in:{k}"]) if f"{path}:in:{k}" in d else None)
-    x, temb, ctx = get("hidden_states"), get("temb"), get("encoder_hidden_states")
-    if path.endswith("motion_modules.0"):
-        out = cell(x, F)
-    elif path == "mid_block" or path.startswith("down"):
-        out = cell(x, temb, ctx, F)
-        out = out if path == "mid_block" else out[0]
-    else:
-        skips = tuple(get(f"res_hidden_states_tuple:{i}") for i in range(len(cell.resnets)))
-        out = cell(x, skips, temb, ctx, F)
-    assert_parity(out, d[f"{path}:out"], f"{BLOCKS[path]} ({path})")
+    assert_parity(block_output("motion", path), records("motion")[f"{path}:out"],
+                  f"{BLOCKS['motion'][path][0]} ({path})")
 
 
 def test_unet_motion_refuses_too_many_frames():

@@ -4,7 +4,7 @@ and jit."""
 import mindspore as ms
 import pytest
 from _parity import assert_parity
-from _video import block, call, net, records
+from _video import BLOCKS, block_output, call, net, records
 
 F = 3
 
@@ -25,31 +25,8 @@ def test_unet3d_parity(dtype, mode):
     assert_parity(out, d["out"], f"UNet3DConditionModel {mode}", dtype)
 
 
-def _block_out(unet, d: dict, path: str, dtype):
-    cell = block(unet, path)
-    x = _t(d, f"{path}:in:hidden_states", dtype)
-    if path.endswith("temp_convs.0") or path == "transformer_in":
-        return cell(x, F)
-    temb = _t(d, f"{path}:in:temb", dtype)
-    ctx = None
-    if f"{path}:in:encoder_hidden_states" in d:
-        ctx = _t(d, f"{path}:in:encoder_hidden_states", dtype)
-    if path == "mid_block":
-        return cell(x, temb, ctx, F)
-    if path.startswith("down"):
-        return cell(x, temb, ctx, F)[0]
-    skips = tuple(_t(d, f"{path}:in:res_hidden_states_tuple:{i}", dtype) for i in range(len(cell.resnets)))
-    return cell(x, skips, temb, ctx, F)
-
-
-BLOCKS = {"transformer_in": "TransformerTemporalModel", "down_blocks.0.temp_convs.0": "TemporalConvLayer",
-          "down_blocks.0": "CrossAttnDownBlock3D", "down_blocks.1": "DownBlock3D",
-          "mid_block": "UNetMidBlock3DCrossAttn",
-          "up_blocks.0": "UpBlock3D", "up_blocks.1": "CrossAttnUpBlock3D"}
-
-
-@pytest.mark.parametrize("path", list(BLOCKS))
+@pytest.mark.parametrize("path", list(BLOCKS["unet3d"]))
 def test_unet3d_block_parity(path):
     """fp32 block by block on diffusers' recorded inputs (fp16 is covered by the whole net)."""
-    unet, d = net("unet3d"), records("unet3d")
-    assert_parity(_block_out(unet, d, path, ms.float32), d[f"{path}:out"], f"{BLOCKS[path]} ({path})")
+    assert_parity(block_output("unet3d", path), records("unet3d")[f"{path}:out"],
+                  f"{BLOCKS['unet3d'][path][0]} ({path})")
