@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import threading
 import typing
 from pathlib import Path
 from typing import Optional, Sequence
@@ -66,6 +67,33 @@ def class_name_of(config: dict, path: "str | os.PathLike" = "config.json") -> st
     return name
 
 
+# MindSpore 2.10's PyNative executor is not safe for concurrent calls: two threads calling one net gave other
+# numbers than serial calls, with msdiff's nets and with a plain MindSpore Cell (tools/pynative_threads.py);
+# graph mode and serial PyNative are exact. Loaded nets therefore take their PyNative calls one at a time.
+_PYNATIVE_LOCK = threading.RLock()
+_SERIALIZED = {}
+
+
+class _PyNativeSerialized:
+    """Mixin of loaded nets: in PyNative, one call at a time in this process (a lock around __call__)."""
+
+    def __call__(self, *args, **kwargs):
+        if ms.get_context("mode") != ms.PYNATIVE_MODE:
+            return super().__call__(*args, **kwargs)
+        with _PYNATIVE_LOCK:
+            return super().__call__(*args, **kwargs)
+
+
+def _pynative_serialized(cls: type) -> type:
+    """`cls` with `_PyNativeSerialized` in front (same name and module), made once per class."""
+    if issubclass(cls, _PyNativeSerialized):
+        return cls
+    if cls not in _SERIALIZED:
+        names = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        _SERIALIZED[cls] = type(cls.__name__, (_PyNativeSerialized, cls), names)
+    return _SERIALIZED[cls]
+
+
 def _read_net_config(entry, config_dict: dict, class_name: str, config_path: Path):
     """entry.config_from_diffusers(config_dict), each value first checked against the field types and ranges of
     the config class it returns (`nets._config.check_values`), the result's per-block values then checked against
@@ -114,4 +142,5 @@ def load(path_or_repo_id: "str | os.PathLike", subfolder: Optional[str] = None, 
     if fp32_blocks:
         apply_fp32_blocks(net, fp32_blocks)
     net.set_train(False)
+    net.__class__ = _pynative_serialized(type(net))
     return net
