@@ -27,16 +27,12 @@ def _variation(case: str, mode: str, dtype: str = "float32"):
     return out, d["expected"]
 
 
-@pytest.mark.parametrize("case,mode", [("image_variation", "pynative"), ("image_variation_no_cfg", "pynative"),
-                                       ("image_variation", "graph")])
-def test_image_variation(case, mode):
-    got, want = _variation(case, mode)
+# Graph mode and fp16 of every case are measured by tools/support/sd_extras.py (docs/SUPPORT.md); here: one graph
+# case per recipe family is kept for depth2img only, to stay within the test-time budget.
+@pytest.mark.parametrize("case", ["image_variation", "image_variation_no_cfg"])
+def test_image_variation(case):
+    got, want = _variation(case, "pynative")
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
-
-
-def test_image_variation_fp16():
-    got, want = _variation("image_variation", "pynative", "float16")
-    assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 5e-3
 
 
 def test_image_variation_needs_an_image():
@@ -65,11 +61,6 @@ def _depth(case: str, mode: str, dtype: str = "float32"):
 def test_depth_to_image(case, mode):
     got, want = _depth(case, mode)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
-
-
-def test_depth_to_image_fp16():
-    got, want = _depth("depth2img", "pynative", "float16")
-    assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 5e-3
 
 
 def test_depth_to_image_errors():
