@@ -98,7 +98,10 @@ def _read_net_config(entry, config_dict: dict, class_name: str, config_path: Pat
     """entry.config_from_diffusers(config_dict), each value first checked against the field types and ranges of
     the config class it returns (`nets._config.check_values`), the result's per-block values then checked against
     each other (`check_blocks`); LoadError naming the file otherwise."""
-    config_cls = typing.get_type_hints(entry.config_from_diffusers).get("return")
+    try:
+        config_cls = typing.get_type_hints(entry.config_from_diffusers).get("return")
+    except (NameError, TypeError):  # an annotation that does not resolve: no class to check against
+        config_cls = None
     try:
         if dataclasses.is_dataclass(config_cls):
             check_values(config_cls, config_dict, class_name)
