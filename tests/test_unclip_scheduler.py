@@ -34,8 +34,7 @@ def _model(learned: bool):
 
 @pytest.mark.parametrize("name,n,mode", [("prior", 3, "pynative"), ("prior", 25, "pynative"),
                                          ("decoder", 3, "pynative"), ("decoder", 25, "pynative"),
-                                         ("decoder", 25, "graph"), ("if_ddpm", 3, "pynative"),
-                                         ("if_ddpm", 25, "pynative"), ("if_ddpm", 25, "graph")])
+                                         ("decoder", 25, "graph"), ("if_ddpm", 25, "pynative")])
 def test_trajectory(name, n, mode):
     with np.load(FIX) as f:
         d = {k.split(":")[1]: f[k] for k in f if k.startswith(f"{name}_{n}:")}
