@@ -96,3 +96,42 @@ def test_from_png_reproduces_the_pixels_and_metadata_is_complete(tmp_path, capsy
     capsys.readouterr()
     assert main(["generate", "--from-png", str(tmp_path / "missing.png"), "--out", str(b)]) == 2
     assert "--from-png" in _error(capsys)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "100000x100000"], "need at least"), (["--size", "65536x65536"], "need at least")])
+def test_oversized_requests_are_refused_up_front(tmp_path, capsys, args, message):
+    assert main(BASE[:-4] + ["--mode", "pynative"] + args + ["--out", str(tmp_path / "o.png")]) == 2
+    err = _error(capsys)
+    assert message in err and "GiB" in err and "smaller size" in err
+
+
+def test_huge_digit_batch_is_refused_up_front(tmp_path, capsys):
+    assert main(["generate", "--per-class", "100000000", "--steps", "1", "--out", str(tmp_path / "o.png")]) == 2
+    assert "need at least" in _error(capsys)
+
+
+def test_sixteen_bit_gray_images_are_scaled_not_saturated(tmp_path):
+    """A 16-bit grayscale PNG at mid-gray comes out mid-gray (a plain Pillow convert would make it white)."""
+    from msdiff.recipes.images import preprocess_image
+    path = tmp_path / "g16.png"
+    PIL.Image.fromarray(np.full((16, 16), 32768, np.uint16)).save(path)
+    x = preprocess_image(str(path), 16, 16).asnumpy()
+    np.testing.assert_allclose(x, 2 * 127 / 255 - 1, atol=1e-6)
+    PIL.Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(path)
+    np.testing.assert_allclose(preprocess_image(str(path), 16, 16).asnumpy(), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(prompt=[]), "non-empty list of strings"), (dict(prompt=b"\xff\xfe"), "got bytes"),
+    (dict(prompt="x", num_images_per_prompt=0), "num_images_per_prompt must be a positive integer"),
+    (dict(prompt="x", height="64", width=64), "height must be an integer"),
+    (dict(prompt="x", clip_skip=40), "clip_skip must be an integer in"),
+    (dict(prompt="x", guidance_rescale=float("nan")), "guidance_rescale must be in"),
+])
+def test_recipe_arguments_are_checked_and_named(kwargs, message):
+    import msdiff
+    from msdiff import recipes
+    c = msdiff.load_pipeline(SD)
+    with pytest.raises(ValueError, match=message):
+        recipes.text_to_image(c, num_inference_steps=1, **dict(dict(height=64, width=64), **kwargs))

@@ -133,11 +133,11 @@ def test_wrong_dtype_kind_is_an_error(tmp_path):
 
 
 def test_unknown_class_name_lists_supported_classes(tmp_path):
-    folder = write_folder(tmp_path / "m", config={"_class_name": "UNet3DConditionModel"})
+    folder = write_folder(tmp_path / "m", config={"_class_name": "UNet4DHyperModel"})
     with pytest.raises(LoadError) as err:
         msdiff.load(folder)
     msg = str(err.value)
-    assert "UNet3DConditionModel" in msg and "UNet2DConditionModel" in msg and "TinyNet" in msg
+    assert "UNet4DHyperModel" in msg and "UNet2DConditionModel" in msg and "TinyNet" in msg
     assert "config.json" in msg
 
 

@@ -30,6 +30,13 @@ def f_softmax_bmm_attention(q): return ops.softmax_bmm_attention(q, K, V, BOOL_M
 def f_attention(q): return ops.attention(q, K, V)
 def f_conv2d(x): return ops.conv2d(x, W33, B4, 2, 1, 1, 2)
 def f_conv2d_1x1(x): return ops.conv2d(x, W33[:, :, :1, :1], None, 1, 0, 1, 2)
+def f_temporal_conv(x): return ops.temporal_conv(x.reshape(2, 4, 2, 3, 6), W33.reshape(72)[:48].reshape(4, 4, 3, 1, 1),
+                                                  B4, 1)
+
+
+def f_adaptive_avg_pool2d(x): return ops.adaptive_avg_pool2d(x, (2, 5))
+
+
 def f_conv3d(x): return ops.conv3d(x.reshape(2, 4, 2, 3, 6), W33.reshape(4, 2, 1, 3, 3), B4, 1, (0, 1, 1), 1, 2)
 def f_conv_transpose2d(x): return ops.conv_transpose2d(x, W33, B4[:2], 2, 1, 1)
 def f_linear(x): return ops.linear(x, SEQ[0], SEQ[1, :, 0])
@@ -53,7 +60,8 @@ CASES = {
     "group_norm": (f_group_norm, X4), "layer_norm": (f_layer_norm, SEQ), "rms_norm": (f_rms_norm, SEQ),
     "global_response_norm": (f_grn, X4), "softmax_bmm_attention": (f_softmax_bmm_attention, Q),
     "attention": (f_attention, Q), "conv2d": (f_conv2d, X4), "conv2d_1x1": (f_conv2d_1x1, X4),
-    "conv3d": (f_conv3d, X4), "conv_transpose2d": (f_conv_transpose2d, X4), "linear": (f_linear, SEQ),
+    "conv3d": (f_conv3d, X4), "temporal_conv": (f_temporal_conv, X4),
+    "adaptive_avg_pool2d": (f_adaptive_avg_pool2d, X4), "conv_transpose2d": (f_conv_transpose2d, X4), "linear": (f_linear, SEQ),
     "silu": (f_silu, SEQ), "gelu": (f_gelu, SEQ), "quick_gelu": (f_quick_gelu, SEQ), "geglu": (f_geglu, SEQ),
     "timestep_embedding": (f_timestep_embedding, STEPS), "interpolate": (f_interpolate, X4),
     "interpolate_frac": (f_interpolate_frac, X4), "pad": (f_pad, X4), "embedding": (f_embedding, IDS),
@@ -63,7 +71,7 @@ CASES = {
 
 
 def test_every_exported_op_has_a_case():
-    covered = {name.removesuffix("_1x1").removesuffix("_frac").removesuffix("_conv") for name in CASES}
+    covered = set(CASES) | {name.removesuffix("_1x1").removesuffix("_frac").removesuffix("_conv") for name in CASES}
     assert set(ops.__all__) <= covered, set(ops.__all__) - covered
 
 

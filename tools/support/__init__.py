@@ -88,7 +88,7 @@ def image_condition_rows(fix: Path, cases: dict, recipe: str) -> list:
             if meta.get("adapter"):
                 args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
             components = msdiff.load_pipeline(fix / meta["folder"], dtype=dtype)
-            return [(getattr(recipes, recipe)(components, **args), d["expected"])]
+            return [(getattr(recipes, recipe)(components, **args), d["expected"], diffusers_fp16(fix, name, dtype))]
 
         rows.append(Row(f"{meta['pipeline_class']} ({name})", "recipe", run))
     return rows
@@ -187,19 +187,19 @@ def write_support(fixtures: Path, out: Path, only: Optional[list] = None) -> Pat
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"unknown row name(s) {unknown}; list them with --list")
+    measured = {}
+    for row in all_rows:
+        if only and row.name not in only:
+            continue
+        measured[row.name] = render_row(row, measure(row))
+        print(measured[row.name], file=sys.stderr)
     old = {}
-    if only and out.is_file():
+    if only and out.is_file():  # read now, not before measuring: rows others wrote meanwhile are kept
         for line in out.read_text().splitlines():
             if line.startswith("| ") and not line.startswith("| Row "):
                 old[line.split(" | ")[0][2:]] = line
-    lines = []
-    for row in all_rows:
-        if only and row.name not in only:
-            if row.name in old:
-                lines.append(old[row.name])
-            continue
-        lines.append(render_row(row, measure(row)))
-        print(lines[-1], file=sys.stderr)
+    lines = [measured.get(row.name) or old.get(row.name) for row in all_rows]
+    lines = [line for line in lines if line]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(render(lines))

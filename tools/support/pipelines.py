@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Row
+from . import Row, diffusers_fp16
 
 
 _RECIPES = {
@@ -51,7 +51,8 @@ def rows(fix: Path) -> list:
             if (case["folder"], dtype) not in _PIPELINES:
                 _PIPELINES[case["folder"], dtype] = msdiff.load_pipeline(fix / case["folder"], dtype=dtype)
             recipe, kwargs, expected = pipeline_call(fix, name, case)
-            return [(np.asarray(recipe(_PIPELINES[case["folder"], dtype], mode=mode, **kwargs)), expected)]
+            got = np.asarray(recipe(_PIPELINES[case["folder"], dtype], mode=mode, **kwargs))
+            return [(got, expected, diffusers_fp16(fix, name, dtype))]
 
         rows.append(Row(f"{case['pipeline_class']} ({name})", "recipe", run))
     return rows

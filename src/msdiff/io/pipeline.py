@@ -8,7 +8,7 @@ from .paths import LoadError, check_plain_name, confined_folder, resolve_folder,
 from .registry import NETS, TOKENIZERS, tokenizer_class
 
 _FIELDS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
-_PREPROCESSORS = ("CLIPImageProcessor", "CLIPFeatureExtractor")
+_PREPROCESSORS = ("CLIPImageProcessor", "CLIPFeatureExtractor", "DPTImageProcessor", "DPTFeatureExtractor")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Latents: the VAE scale factor and size checks, initial noise, VAE encode / decode in fp32, the last step."""
+import os
 import weakref
 from typing import Optional
 
@@ -20,14 +21,39 @@ def vae_scale_factor(components) -> int:
 def check_size(components, height: int, width: int) -> None:
     """ValueError unless height and width are positive multiples of the VAE scale factor."""
     f = vae_scale_factor(components)
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer number of pixels, got {v!r}")
     if height <= 0 or width <= 0 or height % f or width % f:
         raise ValueError(f"height and width must be positive multiples of {f} (the VAE scale factor), "
                          f"got height={height}, width={width}; try {max(f, height - height % f)}x"
                          f"{max(f, width - width % f)}")
 
 
+# a lower bound of the float32 copies of the latents one denoising step holds (UNet activations of 320+ channels per
+# 4 latent channels, guidance copies); a real SD-1.5 step at 64x64 latents holds far more (attention scores)
+_ACTIVATION_FACTOR = 200
+
+
+def check_memory(shape: tuple, what: str = "the latents") -> None:
+    """MemoryError before allocating, when one step over latents of `shape` needs more than this machine's memory
+    (a lower-bound estimate: _ACTIVATION_FACTOR float32 copies), with the estimate and what to try instead."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    need = n * 4 * _ACTIVATION_FACTOR
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise MemoryError(f"{what} of shape {tuple(shape)} need at least {need / 2**30:.0f} GiB to denoise, this "
+                          f"machine has {have / 2**30:.0f} GiB: use a smaller size or batch (or tiling / fp16)")
+
+
 def initial_noise(shape: tuple, noise: NoiseSource, latents=None) -> Float[Tensor, "..."]:
     """`latents` (checked against `shape`, as float32) if given, else a draw of `shape` from `noise`."""
+    check_memory(shape)
     if latents is None:
         return noise.draw(shape)
     x = latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))

@@ -20,7 +20,11 @@ class PromptEmbeds(NamedTuple):
 
 
 def _texts(prompt, batch: Optional[int] = None) -> list:
+    if isinstance(prompt, bytes):
+        raise ValueError("prompt must be text (str), got bytes: decode it first (e.g. prompt.decode('utf-8'))")
     texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
     if batch is not None and len(texts) == 1 and batch > 1:
         texts = texts * batch
     if batch is not None and len(texts) != batch:
@@ -42,7 +46,18 @@ def _repeat(x: Optional[Tensor], n: int) -> Optional[Tensor]:
     return mops.repeat_interleave(x, n, 0)
 
 
+def check_clip_skip(clip_skip: Optional[int], layers: int, extra: int = 0) -> None:
+    """ValueError unless clip_skip is None or an integer in [0, layers - 1 - extra] (the text encoder's depth)."""
+    if clip_skip is None:
+        return
+    top = layers - 1 - extra
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or not 0 <= clip_skip <= top:
+        raise ValueError(f"clip_skip must be an integer in [0, {top}] for this {layers}-layer text encoder, got "
+                         f"{clip_skip!r}")
+
+
 def _encode_sd(encoder, ids: Tensor, clip_skip: Optional[int]) -> Tensor:
+    check_clip_skip(clip_skip, encoder.config.num_hidden_layers)
     last, _, states = encoder(ids)
     if clip_skip is None:
         return last

@@ -17,6 +17,7 @@ from mindspore import ops as mops
 from ..conditioning import CFG, NetInputs, compose
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample_steps
 from .family import Family
+from .latents import check_memory
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
 _DEFAULT_SCHEDULER = {"_class_name": "DDPMScheduler"}
@@ -53,6 +54,9 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
         size = cfg.sample_size if isinstance(cfg.sample_size, (tuple, list)) else (cfg.sample_size,) * 2
         if size[0] is None:
             raise ValueError("the unet config has no sample_size: pass latents")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_memory((batch_size, cfg.in_channels) + tuple(size), "the samples")
         x = noise.draw((batch_size, cfg.in_channels) + tuple(size)) * float(schedule.init_noise_sigma)
     else:
         x = (latents if isinstance(latents, Tensor) else Tensor(np.asarray(latents, np.float32))).astype(ms.float32)
@@ -147,6 +151,8 @@ def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int 
     if guidance_scale is None:
         guidance_scale = DIGITS_GUIDANCE_SCALE
     num_classes = 10
+    size = components.unet.config.sample_size
+    check_memory((num_classes * per_class, components.unet.config.in_channels, size, size), "the digit grid")
     null = components.unet.config.num_class_embeds - 1 if guidance_scale != 1.0 else None
     labels = np.repeat(np.arange(num_classes), per_class)
     images = unconditional(components, batch_size=labels.size, num_inference_steps=num_inference_steps,
