@@ -123,7 +123,7 @@ def test_sixteen_bit_gray_images_are_scaled_not_saturated(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(prompt=[]), "non-empty list of strings"), (dict(prompt=b"\xff\xfe"), "got bytes"),
+    (dict(prompt=[]), "prompt is an empty list"), (dict(prompt=["a", 3]), "non-empty list of strings"), (dict(prompt=b"\xff\xfe"), "got bytes"),
     (dict(prompt="x", num_images_per_prompt=0), "num_images_per_prompt must be a positive integer"),
     (dict(prompt="x", height="64", width=64), "height must be an integer"),
     (dict(prompt="x", clip_skip=40), "clip_skip must be an integer in"),
@@ -135,3 +135,16 @@ def test_recipe_arguments_are_checked_and_named(kwargs, message):
     c = msdiff.load_pipeline(SD)
     with pytest.raises(ValueError, match=message):
         recipes.text_to_image(c, num_inference_steps=1, **dict(dict(height=64, width=64), **kwargs))
+
+
+def test_fp16_precision_plan_from_the_cli(tmp_path, capsys):
+    """--fp32-blocks reaches the loader (the named VAE block computes in fp32) and --verbose prints the plan."""
+    out = tmp_path / "o.png"
+    assert main(BASE + ["--dtype", "fp16", "--fp32-blocks", "vae:decoder.up_blocks.0", "--verbose",
+                        "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "vae:" in err and "decoder.up_blocks.0" in err and out.is_file()
+    assert main(BASE + ["--dtype", "fp16", "--fp32-blocks", "nonet:x", "--out", str(out)]) == 2
+    assert "not nets of this pipeline" in _error(capsys)
+    assert main(BASE + ["--dtype", "fp16", "--fp32-blocks", "unet", "--out", str(out)]) == 2
+    assert "--fp32-blocks must look like" in _error(capsys)

@@ -180,7 +180,7 @@ def test_control_image_errors(image, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(control_guidance_start=0.6, control_guidance_end=0.4), "control_guidance_start"),
-    (dict(controlnet_conditioning_scale=[1.0, 0.5]), "Multi-ControlNet"),
+    (dict(controlnet_conditioning_scale=[1.0, 0.5]), "controlnet_conditioning_scale has 2 entries for 1 ControlNets"),
     (dict(image=None), "image="),
 ])
 def test_call_errors(kwargs, match):

@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
                    "fp32; the VAE decodes in fp32 either way)")
     g.add_argument("--from-png", default=None, help="rerun the generation stored in a PNG written by msdiff "
                    "generate (options given here override the stored ones)")
+    g.add_argument("--fp32-blocks", action="append", default=None, metavar="COMPONENT:BLOCK[,BLOCK]",
+                   help="with --dtype fp16: compute these blocks in fp32 (a precision plan, e.g. "
+                   "vae:decoder.up_blocks.3; see msdiff.diagnose.precision_report); repeatable")
+    g.add_argument("--verbose", action="store_true", help="print each net's dtype and fp32 blocks (the plan used)")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set "
                    "MSDIFF_DEBUG=1)")
 
@@ -139,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # the parser dests a generation is reproduced from (--from-png); --out / --debug / --from-png are not part of it
 _REPRO = ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "size", "image", "strength",
-          "mask", "image_guidance", "class_label", "per_class", "mode", "dtype")
+          "mask", "image_guidance", "class_label", "per_class", "mode", "dtype", "fp32_blocks")
 
 
 def check_out(out: str) -> Path:

@@ -63,6 +63,17 @@ def sampler_name(sampler):
     return sampler_names().get(key, sampler)
 
 
+def fp32_plan(args) -> dict:
+    """--fp32-blocks COMPONENT:BLOCK[,BLOCK...] (repeatable) as load_pipeline's fp32_blocks."""
+    plan = {}
+    for item in getattr(args, "fp32_blocks", None) or ():
+        component, sep, blocks = item.partition(":")
+        if not sep or not component or not blocks:
+            raise ValueError(f"--fp32-blocks must look like unet:down_blocks.0,mid_block, got {item!r}")
+        plan.setdefault(component, []).extend(b for b in blocks.split(",") if b)
+    return plan
+
+
 def _dtype(args) -> str:
     return "float16" if args.dtype == "fp16" else "float32"
 
@@ -118,7 +129,11 @@ def generate(args) -> dict:
     class_name = pipeline_class(args)
     fam = family_of(class_name)
     check_options(args, fam, class_name)
-    components = None if class_name is None else msdiff.load_pipeline(args.model, dtype=_dtype(args))
+    components = None if class_name is None else msdiff.load_pipeline(args.model, dtype=_dtype(args),
+                                                                       fp32_blocks=fp32_plan(args))
+    if getattr(args, "verbose", False) and components is not None:
+        from .diagnose import format_plans
+        print(format_plans(components), file=sys.stderr)
     kwargs = recipe_kwargs(args, fam)
     recipe = fam.recipe
     if fam.prepare is not None:

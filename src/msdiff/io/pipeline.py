@@ -28,10 +28,12 @@ class Components:
     name_or_path: Optional[str] = None
 
 
-def _load_component(folder, name: str, library, class_name: str, dtype, variant):
+def _load_component(folder, name: str, library, class_name: str, dtype, variant, fp32_blocks=()):
     sub, root = folder / name, trust_root(folder)
     if class_name in NETS:
-        return load(folder, name, dtype=dtype, variant=variant)
+        return load(folder, name, dtype=dtype, variant=variant, fp32_blocks=fp32_blocks)
+    if fp32_blocks:
+        raise LoadError(f"{folder / 'model_index.json'}: fp32_blocks given for {name!r}, which is not a net")
     if class_name in TOKENIZERS:
         return tokenizer_class(class_name).from_pretrained(confined_folder(resolve_folder(folder, name), root))
     if class_name.endswith("Scheduler") and (sub / "scheduler_config.json").is_file():
@@ -70,9 +72,13 @@ def _component(index_path, name: str, value) -> "tuple | None":
 
 
 def load_pipeline(path_or_repo_id: "str | os.PathLike", *, dtype="float32", variant: Optional[str] = None,
-                  skip: tuple = ("safety_checker",)) -> Components:
-    """Load every component listed in model_index.json (nets via `load`, tokenizers, scheduler config)."""
+                  skip: tuple = ("safety_checker",), fp32_blocks: Optional[dict] = None) -> Components:
+    """Load every component listed in model_index.json (nets via `load`, tokenizers, scheduler config).
+
+    fp32_blocks: {component: [sub-cell names]} computed in fp32 in an fp16 pipeline (a precision plan, see
+    msdiff.diagnose.precision_report); a component name that is not a net of the pipeline is an error."""
     parse_dtype(dtype)
+    fp32_blocks = dict(fp32_blocks or {})
     folder = resolve_folder(path_or_repo_id)
     index = read_config(folder, "model_index.json", root=trust_root(folder))
     index_path = folder / "model_index.json"
@@ -90,7 +96,9 @@ def load_pipeline(path_or_repo_id: "str | os.PathLike", *, dtype="float32", vari
         if class_name is None or name in skip:
             loaded = None
         else:
-            loaded = _load_component(folder, name, library, class_name, dtype, variant)
+            loaded = _load_component(folder, name, library, class_name, dtype, variant, fp32_blocks.pop(name, ()))
         (parts if name in _FIELDS else extra)[name] = loaded
+    if fp32_blocks:
+        raise LoadError(f"{index_path}: fp32_blocks names {sorted(fp32_blocks)}, which are not nets of this pipeline")
     return Components(**parts, extra=extra, options=options, pipeline_class=index.get("_class_name"),
                       name_or_path=str(path_or_repo_id))

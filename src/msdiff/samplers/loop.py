@@ -9,7 +9,6 @@ guidance, sampler update, post) is one `mindspore.jit` graph per model key, samp
 Random noise is drawn outside the compiled step, in order, from a `NoiseSource`. Every step records whether its
 result is finite; `sample` raises NonFiniteError naming the first bad step instead of returning inf/nan.
 """
-import weakref
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterator, Optional, Tuple
 
@@ -84,7 +83,11 @@ def as_model(model) -> Model:
     return Model(fn, key=("callable",), owner=model)
 
 
-_COMPILED = weakref.WeakKeyDictionary()
+# owner -> {key: compiled step}. Strong references on purpose: the compiled steps and the nets they close over stay
+# alive for the process, so no freed object's id can be reused by a new closure while MindSpore still caches a graph
+# for it (the suspected cause of two intermittent graph-mode failures seen in long test processes: a net called with
+# another model's keywords).
+_COMPILED = {}
 
 
 def _step_fn(model: Model, sampler: Sampler) -> Callable:
@@ -102,7 +105,8 @@ def _step_fn(model: Model, sampler: Sampler) -> Callable:
 
 
 def _compiled(model: Model, sampler: Sampler) -> Callable:
-    per_owner = _COMPILED.setdefault(model.owner if model.owner is not None else model.fn, {})
+    owner = model.owner if model.owner is not None else model.fn
+    per_owner = _COMPILED.setdefault(owner, {})
     key = (model.key, sampler.step, model.post is not None)
     if key not in per_owner:
         per_owner[key] = ms.jit(_step_fn(model, sampler))
