@@ -148,3 +148,16 @@ def test_fp16_precision_plan_from_the_cli(tmp_path, capsys):
     assert "not nets of this pipeline" in _error(capsys)
     assert main(BASE + ["--dtype", "fp16", "--fp32-blocks", "unet", "--out", str(out)]) == 2
     assert "--fp32-blocks must look like" in _error(capsys)
+
+
+def test_lora_and_embedding_from_the_cli(tmp_path, capsys):
+    """--lora FILE:SCALE changes the image and is stored in the metadata; a missing file is a one-line error."""
+    lora = Path(__file__).parent / "fixtures" / "lora" / "sd_peft.safetensors"
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(BASE + ["--seed", "1", "--out", str(a)]) == 0
+    assert main(BASE + ["--seed", "1", "--lora", f"{lora}:0.7", "--out", str(b)]) == 0
+    assert not np.array_equal(np.asarray(PIL.Image.open(a)), np.asarray(PIL.Image.open(b)))
+    assert PIL.Image.open(b).text["msdiff:lora"] == str([f"{lora}:0.7"])
+    capsys.readouterr()
+    assert main(BASE + ["--lora", str(tmp_path / "none.safetensors"), "--out", str(b)]) == 2
+    assert "none.safetensors" in _error(capsys)

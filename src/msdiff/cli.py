@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
                    "fp32; the VAE decodes in fp32 either way)")
     g.add_argument("--from-png", default=None, help="rerun the generation stored in a PNG written by msdiff "
                    "generate (options given here override the stored ones)")
+    g.add_argument("--lora", action="append", default=None, metavar="FILE[:SCALE]",
+                   help="load a LoRA (diffusers / PEFT or kohya safetensors) with its scale (default 1); repeatable")
+    g.add_argument("--embedding", action="append", default=None, metavar="FILE",
+                   help="load a textual-inversion embedding (safetensors); repeatable")
     g.add_argument("--fp32-blocks", action="append", default=None, metavar="COMPONENT:BLOCK[,BLOCK]",
                    help="with --dtype fp16: compute these blocks in fp32 (a precision plan, e.g. "
                    "vae:decoder.up_blocks.3; see msdiff.diagnose.precision_report); repeatable")
@@ -143,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # the parser dests a generation is reproduced from (--from-png); --out / --debug / --from-png are not part of it
 _REPRO = ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "size", "image", "strength",
-          "mask", "image_guidance", "class_label", "per_class", "mode", "dtype", "fp32_blocks")
+          "mask", "image_guidance", "class_label", "per_class", "mode", "dtype", "fp32_blocks", "lora",
+          "embedding")
 
 
 def check_out(out: str) -> Path:

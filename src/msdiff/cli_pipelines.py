@@ -131,6 +131,11 @@ def generate(args) -> dict:
     check_options(args, fam, class_name)
     components = None if class_name is None else msdiff.load_pipeline(args.model, dtype=_dtype(args),
                                                                        fp32_blocks=fp32_plan(args))
+    if components is not None and (getattr(args, "lora", None) or getattr(args, "embedding", None)):
+        from .io.lora import apply_addons, parse_lora_option
+        apply_addons(components, loras=[parse_lora_option(x) for x in args.lora or ()], embeddings=args.embedding or ())
+    elif class_name is None and (getattr(args, "lora", None) or getattr(args, "embedding", None)):
+        raise ValueError("--lora / --embedding need --model (a Stable Diffusion pipeline)")
     if getattr(args, "verbose", False) and components is not None:
         from .diagnose import format_plans
         print(format_plans(components), file=sys.stderr)

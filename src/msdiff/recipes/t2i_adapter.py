@@ -80,12 +80,13 @@ def adapter_features(adapter, image: Float[Tensor, "r c h w"], batch: int, num_i
         raise ValueError(f"{rows} condition images for {batch // num_images_per_prompt} prompts: give one image "
                          f"or one per prompt")
     if mode == "graph":
-        if adapter not in _JIT:
+        structure = hash(tuple(name for name, _ in adapter.parameters_and_names()))
+        if _JIT.get(adapter, (None,))[0] != structure:
             def run(x):
                 return adapter(x)
 
-            _JIT[adapter] = ms.jit(run)
-        features = _JIT[adapter](image)
+            _JIT[adapter] = (structure, ms.jit(run))
+        features = _JIT[adapter][1](image)
     else:
         features = adapter(image)
     out = ()

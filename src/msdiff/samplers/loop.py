@@ -104,10 +104,17 @@ def _step_fn(model: Model, sampler: Sampler) -> Callable:
     return step
 
 
+def _structure(owner) -> Hashable:
+    """The owner's parameter names: loading LoRA or IP-Adapter layers into a net changes them, and a step compiled
+    before would silently leave the new layers out."""
+    params = getattr(owner, "parameters_and_names", None)
+    return hash(tuple(name for name, _ in params())) if callable(params) else None
+
+
 def _compiled(model: Model, sampler: Sampler) -> Callable:
     owner = model.owner if model.owner is not None else model.fn
     per_owner = _COMPILED.setdefault(owner, {})
-    key = (model.key, sampler.step, model.post is not None)
+    key = (model.key, sampler.step, model.post is not None, _structure(owner))
     if key not in per_owner:
         per_owner[key] = ms.jit(_step_fn(model, sampler))
     return per_owner[key]
