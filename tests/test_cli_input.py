@@ -161,3 +161,36 @@ def test_lora_and_embedding_from_the_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(BASE + ["--lora", str(tmp_path / "none.safetensors"), "--out", str(b)]) == 2
     assert "none.safetensors" in _error(capsys)
+
+
+def test_multi_controlnet_folder_from_the_cli(tmp_path, capsys):
+    """A pipeline folder saved with a MultiControlNetModel (controlnet/, controlnet_1/) loads as a list of
+    ControlNets; --image once per ControlNet runs them together, and the PNG equals the recipe called directly."""
+    import msdiff
+    from msdiff import recipes
+    folder = tmp_path / "multi"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "controlnet" / "sd", folder)
+    shutil.copytree(folder / "controlnet", folder / "controlnet_1")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["controlnet"] = ["diffusers", "MultiControlNetModel"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"c{i}.png")
+        PIL.Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images[-1])
+    out = tmp_path / "o.png"
+    args = ["generate", "--model", str(folder), "--prompt", "a cat", "--steps", "1", "--mode", "pynative",
+            "--seed", "2", "--controlnet-scale", "0.5"]
+    assert main(args + ["--image", str(images[0]), "--image", str(images[1]), "--out", str(out)]) == 0
+    components = msdiff.load_pipeline(folder)
+    assert len(components.extra["controlnet"]) == 2
+    direct = recipes.controlnet(components, "a cat", [str(p) for p in images], num_inference_steps=1, seed=2,
+                                controlnet_conditioning_scale=0.5)[0]
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(out)), np.asarray(direct))
+    capsys.readouterr()
+    assert main(args + ["--image", str(images[0]), "--out", str(out)]) == 2
+    assert "2 ControlNets need a list of 2 control images" in _error(capsys)
+    sd = Path(__file__).parent / "fixtures" / "pipelines" / "sd"
+    assert main(["generate", "--model", str(sd), "--image", str(images[0]), "--image", str(images[1]),
+                 "--out", str(out)]) == 2
+    assert "--image given 2 times" in _error(capsys)

@@ -85,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default=None, help="sampler (default: the checkpoint's scheduler): "
                    + ", ".join(sorted({n for n in sampler_names() if not n.endswith("scheduler")})))
     g.add_argument("--size", type=_size, default=None, help="WxH (default: the model's)")
-    g.add_argument("--image", default=None, help="input image: img2img / inpainting / InstructPix2Pix / LDM "
-                   "super-resolution input; the control / condition image of ControlNet / T2I-Adapter")
+    g.add_argument("--image", action="append", default=None, help="input image: img2img / inpainting / "
+                   "InstructPix2Pix / LDM super-resolution input; the control / condition image of ControlNet / "
+                   "T2I-Adapter (once per net for a pipeline with several ControlNets or adapters)")
     g.add_argument("--strength", type=_strength, default=None, help="image-to-image / inpainting strength in (0, 1]")
     g.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
     g.add_argument("--image-guidance", type=_finite, default=None, help="InstructPix2Pix image guidance (default "

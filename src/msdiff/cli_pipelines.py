@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+# families whose --image may be given once per net (several ControlNets or adapters)
+_SEVERAL_IMAGES = ("controlnet", "t2i_adapter")
 # options every family takes (they are not in the families' tables)
 COMMON = ("model", "steps", "seed", "out", "mode", "dtype")
 
@@ -96,10 +98,14 @@ def check_options(args, fam, class_name) -> None:
     for dest in fam.required:
         if getattr(args, dest, None) is None:
             raise ValueError(f"{what} needs {flag(dest)}")
+    images = getattr(args, "image", None)
+    if isinstance(images, (list, tuple)) and len(images) > 1 and fam.name not in _SEVERAL_IMAGES:
+        raise ValueError(f"--image given {len(images)} times; {what} takes one")
     for dest in ("image", "mask", "control_image"):
         value = getattr(args, dest, None)
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"{flag(dest)} {value!r}: no such file")
+        for path in value if isinstance(value, (list, tuple)) else [value]:
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{flag(dest)} {path!r}: no such file")
 
 
 def recipe_kwargs(args, fam) -> dict:
@@ -111,6 +117,8 @@ def recipe_kwargs(args, fam) -> dict:
             continue
         if keyword == "size":
             kwargs["width"], kwargs["height"] = value
+        elif dest == "image" and isinstance(value, (list, tuple)):
+            kwargs[keyword] = value[0] if len(value) == 1 else list(value)
         else:
             kwargs[keyword] = value
     if args.steps is not None or fam.steps is not None:

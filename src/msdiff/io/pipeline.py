@@ -28,8 +28,22 @@ class Components:
     name_or_path: Optional[str] = None
 
 
+# diffusers' containers of several nets, saved as <name>/, <name>_1/, <name>_2/, ...: loaded as a list
+_MULTI = {"MultiControlNetModel": "ControlNetModel", "MultiAdapter": "T2IAdapter"}
+
+
 def _load_component(folder, name: str, library, class_name: str, dtype, variant, fp32_blocks=()):
     sub, root = folder / name, trust_root(folder)
+    if class_name in _MULTI:
+        if fp32_blocks:
+            raise LoadError(f"{folder / 'model_index.json'}: fp32_blocks for {name!r} ({class_name}) are not supported")
+        parts = [name] + [f"{name}_{i}" for i in range(1, 64) if (folder / f"{name}_{i}").is_dir()]
+        nets = [load(folder, part, dtype=dtype, variant=variant) for part in parts]
+        wrong = [p for p, n in zip(parts, nets) if type(n).__name__ != _MULTI[class_name]]
+        if wrong:
+            raise LoadError(f"{folder / 'model_index.json'}: {class_name} {name!r} holds {wrong}, which are not "
+                            f"{_MULTI[class_name]} folders")
+        return nets
     if class_name in NETS:
         return load(folder, name, dtype=dtype, variant=variant, fp32_blocks=fp32_blocks)
     if fp32_blocks:
