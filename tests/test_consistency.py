@@ -78,8 +78,8 @@ def test_custom_timestep_schedule_matches_set_timesteps(name):
 
 
 @pytest.mark.parametrize("timesteps, match", [([0, 22], "descending"), ([22, 22, 0], "descending"),
-                                              ([40, 0], "num_train_timesteps"), ([5, -1], "num_train_timesteps"),
-                                              ([], "non-empty"), ([22.5, 0], "integers")])
+                                              ([40, 0], "num_train_timesteps"), ([5, -1], "an integer >= 0"),
+                                              ([], "non-empty"), ([22.5, 0], "an integer >= 0")])
 def test_bad_custom_timesteps(timesteps, match):
     with pytest.raises(ValueError, match=match):
         consistency(_components(), batch_size=1, timesteps=timesteps, class_labels=[0], seed=0)
