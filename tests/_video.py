@@ -9,7 +9,7 @@ import mindspore as ms
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "video"
 sys.path.insert(0, str(ROOT / "tools"))
-from support import _video as _support  # noqa: E402
+from support import video as _support  # noqa: E402
 
 BLOCKS = _support.BLOCKS
 block = _support.sub_cell

@@ -1,6 +1,6 @@
 """AnimateDiff: MotionAdapter and UNetMotionModel (assembled like diffusers' UNetMotionModel.from_unet2d from an SD
 UNet2DConditionModel and a MotionAdapter) against diffusers 0.35.2 (fixtures from tools/fixtures/video.py):
-fp32 rel L2 <= 1e-5 and max abs <= 1e-4, fp16 rel L2 <= 5e-3; PyNative and jit."""
+fp32 rel L2 <= 1e-5 and max abs <= 1e-4; PyNative and (the one video-net graph case) jit."""
 import json
 
 import mindspore as ms
@@ -33,11 +33,13 @@ def test_motion_adapter_loads_strictly():
     assert names == {um.map_weights(k) for k in keys} - {None}
 
 
-@pytest.mark.parametrize("dtype,mode", [("float32", "pynative"), ("float16", "pynative"), ("float32", "jit")])
-def test_unet_motion_parity(dtype, mode):
+@pytest.mark.parametrize("mode", ["pynative", "jit"])
+def test_unet_motion_parity(mode):
+    """The jit case is the one graph-mode case of the video nets' tests (the support rows run every video net and
+    block in graph mode and fp16)."""
     d = records("motion")
     args = (ms.Tensor(d["in:sample"]), ms.Tensor(d["in:timestep"]), ms.Tensor(d["in:encoder_hidden_states"]))
-    assert_parity(call(_motion(dtype), args, mode), d["out"], f"UNetMotionModel {mode}", dtype)
+    assert_parity(call(_motion(), args, mode), d["out"], f"UNetMotionModel {mode}")
 
 
 def test_unet_motion_repeats_a_per_video_context():

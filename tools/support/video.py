@@ -1,8 +1,5 @@
 """Video rows: ops.conv3d, the temporal / spatio-temporal / motion blocks and the video nets (fixture area video).
 
-Named `_video` (not yet an area module found by tools.support) until its rows are measured into docs/SUPPORT.md:
-rename it to video.py and run `python -m tools.support --only <its row names>`.
-
 The nets are rebuilt from the seeded weights of tools/fixtures/video.py (its key lists; the weights are drawn
 again here and written as safetensors); blocks run on diffusers' recorded block inputs. tests/_video.py uses
 these loaders and block calls too.
