@@ -109,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
                    "--out-dir, entries already there skipped, shared among msrun workers; entry i's seed is "
                    "--seed + i unless it gives one")
     g.add_argument("--out-dir", default="msdiff-out", help="--prompts: the output folder (default msdiff-out)")
-    g.add_argument("--mode", choices=("pynative", "graph"), default="graph",
-                   help="graph compiles the denoising step with mindspore.jit (default)")
+    g.add_argument("--mode", choices=("pynative", "graph"), default=None,
+                   help="graph compiles the denoising step with mindspore.jit; default: msdiff's one default "
+                   "(graph, or $MSDIFF_MODE), the same as the Python recipes'")
     g.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights and activations (default "
                    "fp32; the VAE decodes in fp32 either way)")
     g.add_argument("--from-png", default=None, help="rerun the generation stored in a PNG written by msdiff "
@@ -119,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="load a LoRA (diffusers / PEFT or kohya safetensors) with its scale (default 1); repeatable")
     g.add_argument("--embedding", action="append", default=None, metavar="FILE",
                    help="load a textual-inversion embedding (safetensors); repeatable")
+    g.add_argument("--ip-adapter", default=None, metavar="FILE_OR_FOLDER",
+                   help="load an IP-Adapter (base or plus safetensors; its image_encoder/ folder beside it)")
+    g.add_argument("--ip-image", default=None, metavar="IMG", help="the image the --ip-adapter reads")
+    g.add_argument("--ip-adapter-scale", type=float, default=None, metavar="S", help="the IP-Adapter's scale "
+                   "(default 1)")
     g.add_argument("--fp32-blocks", action="append", default=None, metavar="COMPONENT:BLOCK[,BLOCK]",
                    help="with --dtype fp16: compute these blocks in fp32 (a precision plan, e.g. "
                    "vae:decoder.up_blocks.3; see msdiff.diagnose.precision_report); repeatable")
@@ -149,7 +155,7 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # the parser dests a generation is reproduced from (--from-png); --out / --debug / --from-png are not part of it
 _REPRO = ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "size", "image", "strength",
           "mask", "image_guidance", "class_label", "per_class", "mode", "dtype", "fp32_blocks", "lora",
-          "embedding")
+          "embedding", "ip_adapter", "ip_image", "ip_adapter_scale")
 
 
 def check_out(out: str) -> Path:

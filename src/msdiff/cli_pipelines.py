@@ -134,6 +134,8 @@ def generate(args) -> dict:
     "model", "pipeline_class", "class_label"}."""
     import msdiff
     from .recipes import family_of
+    from .settings import progress_bar_config, resolve_mode
+    args.mode = resolve_mode(args.mode)
     class_name = pipeline_class(args)
     fam = family_of(class_name)
     check_options(args, fam, class_name)
@@ -151,6 +153,10 @@ def generate(args) -> dict:
     recipe = fam.recipe
     if fam.prepare is not None:
         recipe, kwargs = fam.prepare(args, components, kwargs)
+    if getattr(args, "ip_adapter", None) or getattr(args, "ip_image", None):
+        from .recipes.ip_adapter import cli_ip_adapter
+        kwargs["ip_adapter_image"] = cli_ip_adapter(components, args.ip_adapter, args.ip_image,
+                                                    1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale)
     recipe = getattr(sys.modules.get(recipe.__module__), recipe.__name__, recipe)  # late-bound: patchable
     if class_name is None:
         kwargs["dtype"] = _dtype(args)
@@ -158,7 +164,8 @@ def generate(args) -> dict:
     progress = Progress(steps or 1, Path(str(args.model or "digits")).name)
     start = time.perf_counter()
     try:
-        images = recipe(components, callback=progress, **kwargs)
+        with progress_bar_config(disable=True):  # this command's own bar (opened at the first step) instead
+            images = recipe(components, callback=progress, **kwargs)
     finally:
         progress.close()
     if class_name is None:

@@ -22,7 +22,7 @@ _SCHEDULER = "CMStochasticIterativeScheduler"
 def consistency(components_or_unet, *, batch_size: int = 1, num_inference_steps: Optional[int] = None,
                 timesteps: Optional[Sequence[int]] = None, class_labels: Optional[Sequence[int]] = None,
                 seed: Optional[int] = None, latents: Optional[Float[Tensor, "b c h w"]] = None, noise=None,
-                output_type: str = "pil", mode: str = "graph",
+                output_type: str = "pil", mode: Optional[str] = None,
                 callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None):
     """Images from a consistency-model UNet2DModel (diffusers' ConsistencyModelPipeline).
 

@@ -167,7 +167,7 @@ def controlnet(components, prompt=None, image=None, negative_prompt=None, *, num
                width: Optional[int] = None, num_images_per_prompt: int = 1, controlnet_conditioning_scale=1.0,
                guess_mode: bool = False, control_guidance_start=0.0, control_guidance_end=1.0, latents=None,
                output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-               callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32", controlnet=None,
+               callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32", controlnet=None,
                adapter=None, adapter_image=None, adapter_conditioning_scale=1.0, **conditioning):
     """Images from text and control image(s) (diffusers' StableDiffusion[XL]ControlNetPipeline).
 
@@ -197,7 +197,7 @@ def controlnet_img2img(components, prompt=None, image=None, control_image=None, 
                        num_images_per_prompt: int = 1, controlnet_conditioning_scale=0.8, guess_mode: bool = False,
                        control_guidance_start=0.0, control_guidance_end=1.0, latents=None,
                        output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-                       callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32",
+                       callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32",
                        controlnet=None, **conditioning):
     """img2img of `image` guided by control image(s) (diffusers' StableDiffusion[XL]ControlNetImg2ImgPipeline;
     its default controlnet_conditioning_scale 0.8). height / width default to the control image's size.
@@ -224,7 +224,7 @@ def controlnet_inpaint(components, prompt=None, image=None, mask_image=None, con
                        controlnet_conditioning_scale=1.0, guess_mode: bool = False, control_guidance_start=0.0,
                        control_guidance_end=1.0, latents=None, output_type: str = "pil",
                        seed: Optional[int] = None, sampler=None, noise=None, callback: Optional[Callable] = None,
-                       mode: str = "pynative", vae_dtype="float32", controlnet=None, **conditioning):
+                       mode: Optional[str] = None, vae_dtype="float32", controlnet=None, **conditioning):
     """Inpainting guided by control image(s) (diffusers' StableDiffusion[XL]ControlNetInpaintPipeline): the
     ControlNet sees the 4-channel latents, a 9-channel UNet also the mask and masked image. Other arguments as
     in inpaint and controlnet."""

@@ -42,7 +42,7 @@ def depth_to_image(components, prompt=None, image=None, depth_map=None, negative
                    strength: float = 0.8, num_inference_steps: Optional[int] = None,
                    guidance_scale: Optional[float] = None, num_images_per_prompt: int = 1, latents=None,
                    output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-                   callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32",
+                   callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32",
                    **conditioning):
     """Images from an image, its depth and text (diffusers' StableDiffusionDepth2ImgPipeline); arguments as
     image_to_image plus depth_map (predicted depth [b, H, W]; None: estimated from `image`)."""

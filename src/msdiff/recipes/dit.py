@@ -73,7 +73,7 @@ class DoubledNoise:
 
 def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_steps: int = 50,
         seed: Optional[int] = None, noise=None, latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None,
-        callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, mode: str = "pynative",
+        callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, mode: Optional[str] = None,
         output_type: str = "pil"):
     """Images of the given classes (ints, or names found in `id2label`) from a DiT pipeline (diffusers' DiTPipeline).
 

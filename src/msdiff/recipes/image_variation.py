@@ -28,7 +28,7 @@ def image_variation(components, image=None, *, height: Optional[int] = None, wid
                     num_inference_steps: Optional[int] = None, guidance_scale: float = 7.5,
                     num_images_per_prompt: int = 1, latents=None, output_type: str = "pil",
                     seed: Optional[int] = None, sampler=None, noise=None, callback: Optional[Callable] = None,
-                    mode: str = "pynative", vae_dtype="float32"):
+                    mode: Optional[str] = None, vae_dtype="float32"):
     """Variations of `image` (PIL / numpy image(s), or CLIP pixel_values) (diffusers' StableDiffusionImageVariation
     Pipeline); returns PIL images, an array (b, h, w, 3) in [0, 1] ("np") or latents ("latent")."""
     if image is None:

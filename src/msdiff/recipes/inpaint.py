@@ -72,7 +72,7 @@ def inpaint(components, prompt=None, image=None, mask_image=None, negative_promp
             num_inference_steps: int = 50, guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,
             height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
             latents=None, output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-            callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32", **conditioning):
+            callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32", **conditioning):
     """Repaint where mask_image is white (>= 0.5), SD or SD-XL, 9- or 4-channel UNet.
 
     image and mask_image must have the same size (ValueError otherwise); height/width default to the image's size

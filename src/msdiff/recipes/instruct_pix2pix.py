@@ -22,7 +22,7 @@ def instruct_pix2pix(components, prompt=None, image=None, negative_prompt=None, 
                      guidance_scale: Optional[float] = None, image_guidance_scale: float = 1.5,
                      height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
                      latents=None, output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-                     callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32",
+                     callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32",
                      **conditioning):
     """Edit `image` following the instruction `prompt`; guidance on text (guidance_scale, default 7.5 for SD and
     5.0 for SD-XL) and image (image_guidance_scale). Image latents are the VAE posterior mean, unscaled, as in

@@ -70,7 +70,7 @@ def kandinsky_v22(components, image_embeds, negative_image_embeds=None, *, heigh
                   num_inference_steps: int = 100, guidance_scale: float = 4.0, num_images_per_prompt: int = 1,
                   seed: Optional[int] = None, noise=None, latents: Optional[Float[Tensor, "b c h w"]] = None,
                   sampler=None, callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None,
-                  mode: str = "pynative", output_type: str = "pil"):
+                  mode: Optional[str] = None, output_type: str = "pil"):
     """Images from CLIP image embeddings with a Kandinsky 2.2 decoder (diffusers' KandinskyV22Pipeline).
 
     negative_image_embeds is needed with guidance_scale > 1 (the prior's zero-image embedding, usually).

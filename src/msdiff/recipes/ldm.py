@@ -60,7 +60,7 @@ def _vq_decode(components, latents: Tensor, scale: bool) -> Tensor:
 
 def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guidance_scale: float = 1.0,
                       eta: float = 0.0, height: int = 256, width: int = 256, latents=None, seed: Optional[int] = None,
-                      noise=None, output_type: str = "pil", mode: str = "pynative",
+                      noise=None, output_type: str = "pil", mode: Optional[str] = None,
                       callback: Optional[Callable] = None, negative_prompt_ids=None):
     """Images from text with LDMBert + UNet2DConditionModel + VQModel (diffusers' LDMTextToImagePipeline)."""
     if height % 8 or width % 8:
@@ -81,7 +81,7 @@ def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guid
 
 
 def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, eta: float = 0.0, latents=None,
-                         seed: Optional[int] = None, noise=None, output_type: str = "pil", mode: str = "pynative",
+                         seed: Optional[int] = None, noise=None, output_type: str = "pil", mode: Optional[str] = None,
                          callback: Optional[Callable] = None):
     """Upscaled images: UNet2DModel on latents concatenated with the low-res image, then VQModel decode
     (diffusers' LDMSuperResolutionPipeline). `image`: a [b, 3, h, w] Tensor in [-1, 1] or PIL image(s)

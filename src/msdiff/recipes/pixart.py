@@ -133,7 +133,7 @@ def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negati
            negative_prompt_embeds: Optional[Float[Tensor, "b m c"]] = None,
            negative_prompt_attention_mask: Optional[Int[Tensor, "b m"]] = None, num_images_per_prompt: int = 1,
            seed: Optional[int] = None, noise=None, latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None,
-           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, mode: str = "pynative",
+           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, mode: Optional[str] = None,
            output_type: str = "pil", use_resolution_binning: bool = True, max_sequence_length: int = 120):
     """Images for the prompt(s) from a PixArt-alpha pipeline (diffusers' PixArtAlphaPipeline, clean_caption=False).
 

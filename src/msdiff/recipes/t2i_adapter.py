@@ -17,6 +17,7 @@ from mindspore import ops as mops
 
 from ..conditioning import Adapter, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
+from ..settings import resolve_mode
 from .family import Family
 from .images import _as_list, _numpy_image, _pil_array, _to_pil, image_size
 from .latents import finish, prepare_latents
@@ -67,7 +68,7 @@ _JIT = weakref.WeakKeyDictionary()
 
 
 def adapter_features(adapter, image: Float[Tensor, "r c h w"], batch: int, num_images_per_prompt: int = 1,
-                     scale: float = 1.0, guidance: bool = False, mode: str = "pynative") -> tuple:
+                     scale: float = 1.0, guidance: bool = False, mode: Optional[str] = None) -> tuple:
     """adapter(image) * scale, tiled to the `batch` generated images and doubled for classifier-free guidance
     (diffusers' adapter_state: one image for every row, or one per prompt repeated num_images_per_prompt times
     as a whole batch, i.e. [a, b, a, b] like diffusers' `repeat`)."""
@@ -79,7 +80,7 @@ def adapter_features(adapter, image: Float[Tensor, "r c h w"], batch: int, num_i
     else:
         raise ValueError(f"{rows} condition images for {batch // num_images_per_prompt} prompts: give one image "
                          f"or one per prompt")
-    if mode == "graph":
+    if resolve_mode(mode) == "graph":
         structure = hash(tuple(name for name, _ in adapter.parameters_and_names()))
         if _JIT.get(adapter, (None,))[0] != structure:
             def run(x):
@@ -123,7 +124,7 @@ def adapters_of(components, adapter=None) -> list:
 
 
 def adapter_pieces(adapter, image, *, height: int, width: int, batch: int, num_images_per_prompt: int,
-                   guided: bool, conditioning_scale, calls: int, mode: str = "pynative") -> list:
+                   guided: bool, conditioning_scale, calls: int, mode: Optional[str] = None) -> list:
     """One Adapter piece per adapter (a net or a list): its features for its condition image, times its scale (a
     value for all, or one per adapter), used by the first `calls` net calls."""
     nets = adapter if isinstance(adapter, (list, tuple)) else [adapter]
@@ -149,7 +150,7 @@ def t2i_adapter(components, prompt=None, image=None, negative_prompt=None, *, nu
                 height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
                 adapter_conditioning_scale=1.0, adapter_conditioning_factor: float = 1.0, latents=None,
                 denoising_end: Optional[float] = None, output_type: str = "pil", seed: Optional[int] = None,
-                sampler=None, noise=None, callback: Optional[Callable] = None, mode: str = "pynative",
+                sampler=None, noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
                 vae_dtype="float32", adapter=None, **conditioning):
     """Images from text and condition image(s) (diffusers' StableDiffusion[XL]AdapterPipeline).
 

@@ -25,7 +25,7 @@ def text_to_image(components, prompt=None, negative_prompt=None, *, num_inferenc
                   height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
                   latents=None, denoising_end: Optional[float] = None, output_type: str = "pil",
                   seed: Optional[int] = None, sampler=None, noise=None, callback: Optional[Callable] = None,
-                  mode: str = "pynative", vae_dtype="float32", **conditioning):
+                  mode: Optional[str] = None, vae_dtype="float32", **conditioning):
     """Images from text (diffusers' StableDiffusion[XL]Pipeline / LatentConsistencyModelPipeline).
 
     Returns a list of PIL images, an array (b, h, w, 3) in [0, 1] ("np") or the latents ("latent").
@@ -79,7 +79,7 @@ def image_to_image(components, prompt=None, image=None, negative_prompt=None, *,
                    guidance_rescale: float = 0.0, height: Optional[int] = None, width: Optional[int] = None,
                    num_images_per_prompt: int = 1, latents=None, denoising_start: Optional[float] = None,
                    denoising_end: Optional[float] = None, output_type: str = "pil", seed: Optional[int] = None,
-                   sampler=None, noise=None, callback: Optional[Callable] = None, mode: str = "pynative",
+                   sampler=None, noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
                    vae_dtype="float32", **conditioning):
     """Images from an image and text (diffusers' StableDiffusion[XL]Img2ImgPipeline / LCM img2img).
 

@@ -16,6 +16,7 @@ from mindspore import ops as mops
 
 from ..conditioning import CFG, NetInputs, compose
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample_steps
+from ..settings import progress_bar, resolve_mode
 from .family import Family
 from .latents import check_memory
 
@@ -36,7 +37,7 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
                         class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                         null_class_label: Optional[int] = None, seed: Optional[int] = None,
                         latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
-                        noise=None, mode: str = "graph", tracker: Optional[FiniteTracker] = None
+                        noise=None, mode: Optional[str] = None, tracker: Optional[FiniteTracker] = None
                         ) -> Iterator[Tuple[int, Float[Tensor, "b c h w"]]]:
     """Sample from noise with the UNet and sampler, yielding (step index, sample) after every net call.
 
@@ -44,8 +45,7 @@ def unconditional_steps(components_or_unet, *, batch_size: int = 1, num_inferenc
     `noise` (recorded arrays or a callable(shape), as `steps.NoiseSource`) or else numpy seeded by `seed`.
     """
     unet, scheduler = _unet_and_scheduler(components_or_unet)
-    if mode not in ("pynative", "graph"):
-        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    mode = resolve_mode(mode)
     smp = resolve_sampler(scheduler, sampler, eta=eta)
     schedule = smp.schedule(num_inference_steps)
     cfg = unet.config
@@ -101,22 +101,20 @@ def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_step
                   class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                   null_class_label: Optional[int] = None, seed: Optional[int] = None,
                   latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None, eta: float = 0.0,
-                  noise=None, output_type: str = "pil", mode: str = "graph",
-                  callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, progress: bool = False):
+                  noise=None, output_type: str = "pil", mode: Optional[str] = None,
+                  callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None,
+                  progress: Optional[bool] = None):
     """Images from a UNet2DModel pipeline (diffusers' DDPMPipeline; sampler="ddim" with eta: DDIMPipeline).
 
-    callback(step, sample) runs after every net call; returning True stops early.
+    callback(step, sample) runs after every net call; returning True stops early. progress: None follows
+    msdiff.settings (a bar in a terminal / notebook), True / False force it.
     """
     tracker = FiniteTracker()
     steps = unconditional_steps(components_or_unet, batch_size=batch_size, num_inference_steps=num_inference_steps,
                                 class_labels=class_labels, guidance_scale=guidance_scale,
                                 null_class_label=null_class_label, seed=seed, latents=latents, sampler=sampler,
                                 eta=eta, noise=noise, mode=mode, tracker=tracker)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_inference_steps, desc="sampling")
+    bar = progress_bar(num_inference_steps, "sampling", enabled=progress)
     x = latents
     try:
         for i, x in steps:
@@ -139,8 +137,8 @@ def load_digits_model(dtype="float32"):
 
 
 def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int = 20, seed: Optional[int] = 0,
-               sampler="ddim", guidance_scale: Optional[float] = None, scale: int = 2, progress: bool = True,
-               mode: str = "graph"):
+               sampler="ddim", guidance_scale: Optional[float] = None, scale: int = 2,
+               progress: Optional[bool] = None, mode: Optional[str] = None):
     """A PIL grid of generated digits, one row per class 0-9 with `per_class` samples each (shipped model by default).
 
     guidance_scale None uses DIGITS_GUIDANCE_SCALE (the value the model card's evaluation used).

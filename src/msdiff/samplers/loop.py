@@ -18,9 +18,8 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops
 
+from ..settings import progress_bar, resolve_mode
 from .core import Sampler, Schedule
-
-MODES = ("pynative", "graph")
 
 
 class NonFiniteError(FloatingPointError):
@@ -132,15 +131,14 @@ def _draw(noise, shape: tuple) -> Tensor:
 
 
 def sample_steps(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sampler, noise=None, *,
-                 mode: str = "graph", tracker: Optional[FiniteTracker] = None
+                 mode: Optional[str] = None, tracker: Optional[FiniteTracker] = None
                  ) -> Iterator[Tuple[int, Float[Tensor, "b ..."]]]:
     """Run the sampler over `schedule`, yielding (call index, sample) after every net call.
 
     noise: an object with draw(shape) (msdiff.samplers.NoiseSource) or a callable(shape), used only at the calls
-    where the sampler needs fresh noise.
+    where the sampler needs fresh noise. mode: "graph" / "pynative", None for msdiff.settings.default_mode().
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    mode = resolve_mode(mode)
     model = as_model(model)
     step = _compiled(model, sampler) if mode == "graph" else _step_fn(model, sampler)
     wrap = _mutable if mode == "graph" else tuple
@@ -166,15 +164,23 @@ def sample_steps(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: 
 
 
 def sample(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sampler, noise=None,
-           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, *, mode: str = "graph",
+           callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, *, mode: Optional[str] = None,
            tracker: Optional[FiniteTracker] = None) -> Float[Tensor, "b ..."]:
     """The final sample of `sample_steps`; callback(i, x) after each call, returning True stops early.
 
-    Raises NonFiniteError (naming the first non-finite step) if the result holds inf/nan.
+    Shows a progress bar where msdiff.settings says so (a terminal or notebook, unless disabled). Raises
+    NonFiniteError (naming the first non-finite step) if the result holds inf/nan.
     """
     tracker = FiniteTracker() if tracker is None else tracker
-    for i, x in sample_steps(model, x, schedule, sampler, noise, mode=mode, tracker=tracker):
-        if callback is not None and callback(i, x):
-            break
+    bar = progress_bar(len(schedule))
+    try:
+        for i, x in sample_steps(model, x, schedule, sampler, noise, mode=mode, tracker=tracker):
+            if bar is not None:
+                bar.update(1)
+            if callback is not None and callback(i, x):
+                break
+    finally:
+        if bar is not None:
+            bar.close()
     tracker.check(x)
     return x
