@@ -11,12 +11,14 @@ from ..tokenizer import warn_truncated
 
 
 class PromptEmbeds(NamedTuple):
-    """Text conditioning: embeds[b, n, d], negative (or None without guidance), pooled ones for SD-XL."""
+    """Text conditioning: embeds[b, n, d], negative (or None without guidance), pooled ones for SD-XL, and an
+    IP-Adapter's image tokens (recipes.ip_adapter)."""
 
     prompt_embeds: Tensor
     negative_prompt_embeds: Optional[Tensor] = None
     pooled_prompt_embeds: Optional[Tensor] = None
     negative_pooled_prompt_embeds: Optional[Tensor] = None
+    image_tokens: Optional[tuple] = None  # IP-Adapter (negative or None, positive) tokens [b, T, d]
 
 
 def _texts(prompt, batch: Optional[int] = None) -> list:

@@ -66,7 +66,7 @@ def uses_cfg(components, guidance_scale: float) -> bool:
 @dataclass(frozen=True)
 class TextArgs:
     """Prompt overrides every SD recipe accepts (diffusers' names): precomputed embeddings, SD-XL's second prompts,
-    clip_skip."""
+    clip_skip, and the image of a loaded IP-Adapter."""
 
     clip_skip: Optional[int] = None
     prompt_embeds: Optional[Tensor] = None
@@ -75,6 +75,7 @@ class TextArgs:
     negative_pooled_prompt_embeds: Optional[Tensor] = None
     prompt_2: object = None
     negative_prompt_2: object = None
+    ip_adapter_image: object = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,10 @@ def text_conditioning(components, prompt, negative_prompt, text: TextArgs, *, gu
                                negative_pooled_prompt_embeds=text.negative_pooled_prompt_embeds, **common)
     else:
         emb = encode_prompt(components, prompt, negative_prompt, **common)
+    if text.ip_adapter_image is not None:
+        from .ip_adapter import image_tokens
+        emb = emb._replace(image_tokens=image_tokens(components, text.ip_adapter_image,
+                                                     batch=emb.prompt_embeds.shape[0], guidance=guidance))
     if tracker is not None:
         tracker.add("prompt encoding (text encoder)", emb.prompt_embeds)
     return emb
