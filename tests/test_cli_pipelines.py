@@ -206,6 +206,8 @@ def test_dit_pipeline(monkeypatch, tmp_path):
     ("ddim", ["--guidance", "2"], "--guidance does not apply to DDIMPipeline"),
     ("cm", ["--sampler", "ddim"], "--sampler does not apply to ConsistencyModelPipeline"),
     ("ldm_t2i", ["--mask", "m.png"], "--mask does not apply to LDMTextToImagePipeline"),
+    ("ldm_t2i", [], "the default size (the UNet's sample_size 2 x the VQ-VAE's factor 2) gives 4x4: pass --size WxH"),
+    ("ldm_t2i", ["--size", "12x12"], "multiples of 8; --size gives 12x12"),
     ("ldm_sr", ["--image", "i.png", "--prompt", "x"], "--prompt does not apply to LDMSuperResolutionPipeline"),
     ("ldm_sr", [], "LDMSuperResolutionPipeline needs --image"),
     ("unknown", [], "'KarrasVePipeline' is not supported"),

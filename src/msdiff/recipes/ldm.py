@@ -5,6 +5,7 @@
 truncated to 77 tokens as diffusers does; the negative prompt is "") or token ids [b, n]. Without guidance the
 negative prompt is unused.
 """
+import sys
 from typing import Callable, Optional
 
 import mindspore as ms
@@ -104,10 +105,23 @@ def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, e
 
 
 def _t2i_cli(args, components, kwargs: dict) -> tuple:
-    """diffusers' default size: the UNet's sample_size times the VQ-VAE's downscale factor."""
-    if "width" not in kwargs:
-        vq = _part(components, "vqvae").config
-        kwargs["width"] = kwargs["height"] = components.unet.config.sample_size * 2 ** (len(vq.block_out_channels) - 1)
+    """diffusers' default size: the UNet's sample_size times the VQ-VAE's downscale factor.
+
+    Like diffusers, the latents are size / 8 whatever the VQ-VAE's factor is (8 for the released checkpoints, so
+    the image has the requested size there; a VQ-VAE with another factor gives an image scaled by factor / 8)."""
+    vq = _part(components, "vqvae").config
+    factor = 2 ** (len(vq.block_out_channels) - 1)
+    given = "width" in kwargs
+    if not given:
+        kwargs["width"] = kwargs["height"] = components.unet.config.sample_size * factor
+    if kwargs["width"] % 8 or kwargs["height"] % 8:
+        where = ("--size" if given else f"the default size (the UNet's sample_size {components.unet.config.sample_size}"
+                 f" x the VQ-VAE's factor {factor})")
+        raise ValueError(f"LDMTextToImagePipeline needs a width and height that are multiples of 8; {where} gives "
+                         f"{kwargs['width']}x{kwargs['height']}" + ("" if given else ": pass --size WxH"))
+    if factor != 8:
+        print(f"note: this VQ-VAE downsamples by {factor}, not 8; like diffusers the latents are --size / 8, so the "
+              f"image is {kwargs['width'] * factor // 8}x{kwargs['height'] * factor // 8}", file=sys.stderr)
     kwargs.setdefault("prompt", "")
     return ldm_text_to_image, kwargs
 
