@@ -1,4 +1,4 @@
-"""Tables and JSON for benchmark results, and the issue's targets evaluated on them."""
+"""Tables and JSON for benchmark results, and the project's speed / memory targets evaluated on them."""
 import json
 
 
@@ -87,7 +87,7 @@ def _find(rows, **match):
 
 
 def targets(result: dict) -> list:
-    """The issue's targets on this run: {target, measured, pass (True/False/None = not measured), note}."""
+    """The targets on this run: {target, measured, pass (True/False/None = not measured), note}."""
     ops, nets, load = result.get("ops", []), result.get("nets", []), result.get("load")
     smoke = result["meta"]["smoke"]
     out = []
@@ -118,7 +118,7 @@ def targets(result: dict) -> list:
     add("graph compile of that UNet <= 60 s", None if c is None else f"{c:.1f} s", None if c is None else c <= 60,
         "first call minus steady call, fp32" if graph else "not measured")
     w = load and load.get("weight_copies")
-    add("fp16 UNet load peak RSS <= 2x weight bytes (issue 4)", None if w is None else f"{w:.2f}x",
+    add("fp16 UNet load peak RSS <= 2x weight bytes", None if w is None else f"{w:.2f}x",
         None if w is None else w <= 2.0, "peak RSS minus RSS before msdiff.load, over the safetensors bytes")
     return out
 
@@ -144,7 +144,7 @@ def render(result: dict) -> str:
         parts += ["", "== nets: msdiff (fresh process per case) vs diffusers eager ==", nets_table(result["nets"])]
     if result.get("load"):
         parts += ["", "== loading memory ==", load_table(result["load"])]
-    parts += ["", "== targets (issue 10, issue 4) ==", targets_table(result["targets"])]
+    parts += ["", "== targets ==", targets_table(result["targets"])]
     return "\n".join(parts)
 
 
