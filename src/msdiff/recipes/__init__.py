@@ -40,6 +40,7 @@ from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_im
 from .t2i_adapter import t2i_adapter
 from .text_to_image import image_to_image, text_to_image
 from .unconditional import digit_grid, unconditional
+from .upscale import upscale
 
 
 def train_unconditional(*args, **kwargs):
