@@ -57,7 +57,7 @@ def test_invalid_values_name_the_option(tmp_path, capsys, args, message):
 
 def test_unimplemented_pipeline_class_is_refused_by_name(tmp_path, capsys):
     """No fallback to a neighbouring recipe: a class msdiff does not implement names itself and the supported."""
-    for name in ("StableDiffusionXLInstructPix2PixPipeline", "StableDiffusionDiffEditPipeline", "KandinskyPipeline"):
+    for name in ("StableDiffusion3Pipeline", "ShapEPipeline", "KandinskyPipeline"):
         folder = tmp_path / name
         shutil.copytree(SD, folder)
         index = json.loads((folder / "model_index.json").read_text())
