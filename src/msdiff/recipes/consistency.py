@@ -13,12 +13,13 @@ from jaxtyping import Float
 from mindspore import Tensor
 
 from ..samplers import FiniteTracker, from_config, noise_source, resolve_sampler
-from .family import Family
+from .family import Family, diffusers_names
 from .unconditional import _unet_and_scheduler, to_images, unconditional_steps
 
 _SCHEDULER = "CMStochasticIterativeScheduler"
 
 
+@diffusers_names
 def consistency(components_or_unet, *, batch_size: int = 1, num_inference_steps: Optional[int] = None,
                 timesteps: Optional[Sequence[int]] = None, class_labels: Optional[Sequence[int]] = None,
                 seed: Optional[int] = None, latents: Optional[Float[Tensor, "b c h w"]] = None, noise=None,

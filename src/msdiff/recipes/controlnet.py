@@ -16,7 +16,7 @@ from mindspore import ops as mops
 
 from ..conditioning import ControlNet, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, preprocess_image
 from .inpaint import inpaint_size, inpaint_start
 from .latents import finish, prepare_latents, vae_scale_factor
@@ -162,6 +162,7 @@ def _run(components, prompt, negative_prompt, *, recipe: str, control, start: Ca
     return finish(components, x, output_type, vae_dtype, tracker)
 
 
+@diffusers_names
 def controlnet(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 50,
                guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0, height: Optional[int] = None,
                width: Optional[int] = None, num_images_per_prompt: int = 1, controlnet_conditioning_scale=1.0,
@@ -191,6 +192,7 @@ def controlnet(components, prompt=None, image=None, negative_prompt=None, *, num
                 **_shared(locals()))
 
 
+@diffusers_names
 def controlnet_img2img(components, prompt=None, image=None, control_image=None, negative_prompt=None, *,
                        strength: float = 0.8, num_inference_steps: int = 50, guidance_scale: Optional[float] = None,
                        guidance_rescale: float = 0.0, height: Optional[int] = None, width: Optional[int] = None,
@@ -217,6 +219,7 @@ def controlnet_img2img(components, prompt=None, image=None, control_image=None, 
                 aesthetics=uses_aesthetics(components), **_shared(locals()))
 
 
+@diffusers_names
 def controlnet_inpaint(components, prompt=None, image=None, mask_image=None, control_image=None,
                        negative_prompt=None, *, strength: float = 1.0, num_inference_steps: int = 50,
                        guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,

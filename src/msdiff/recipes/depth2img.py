@@ -14,7 +14,7 @@ from mindspore import Tensor
 from ..conditioning import ExtraChannels, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
 from .dpt_image import DPTImageConfig, depth_condition, dpt_image_config, load_dpt_image_config, preprocess
-from .family import Family
+from .family import Family, diffusers_names
 from .images import image_size
 from .latents import finish, vae_scale_factor
 from .sd import guidance_of, default_steps, split_conditioning, text_conditioning, tile_batch, uses_cfg
@@ -38,6 +38,7 @@ def estimate_depth(components, image) -> Tensor:
     return estimator(preprocess(image, _processor_config(components)))
 
 
+@diffusers_names
 def depth_to_image(components, prompt=None, image=None, depth_map=None, negative_prompt=None, *,
                    strength: float = 0.8, num_inference_steps: Optional[int] = None,
                    guidance_scale: Optional[float] = None, num_images_per_prompt: int = 1, latents=None,

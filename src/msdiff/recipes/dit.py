@@ -15,7 +15,7 @@ from mindspore import ops as mops
 
 from ..conditioning import CFG, NetInputs, TakeChannels, compose
 from ..samplers import NoiseSource, noise_source, resolve_sampler, sample
-from .family import Family
+from .family import Family, diffusers_names
 from .latents import finish, initial_noise
 
 _DEFAULT_SCHEDULER = {"_class_name": "DDIMScheduler"}
@@ -71,6 +71,7 @@ class DoubledNoise:
         return self.source.draw((2 * shape[0],) + tuple(shape[1:]))[:shape[0]]
 
 
+@diffusers_names
 def dit(components, class_labels, *, guidance_scale: float = 4.0, num_inference_steps: int = 50,
         seed: Optional[int] = None, noise=None, latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None,
         callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None, mode: Optional[str] = None,

@@ -2,10 +2,34 @@
 maps onto its arguments, its default step count and sampler. The CLI, the loader's class check and the support
 matrix read these; a new family declares `FAMILIES = (Family(...),)` in its own recipe module and is found by
 `families()` (every module of msdiff.recipes is looked at), so it touches no shared table."""
+import functools
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+# diffusers arguments with another name (or another form) in msdiff
+RENAMED = {"generator": "seed= (an int) or noise= (a numpy Generator, recorded arrays or a callable(shape))",
+           "callback_on_step_end": "callback= (callback(step, latents) -> True stops)",
+           "callback_steps": "callback= (called after every step)", "scheduler": "sampler= (a name, a config "
+           "dict or a Sampler; see msdiff.samplers.sampler_names())", "return_dict": "nothing (recipes return "
+           "images)", "cross_attention_kwargs": "nothing (not supported)"}
+
+
+def diffusers_names(recipe: Callable) -> Callable:
+    """A recipe that answers a diffusers argument msdiff spells differently (RENAMED) with a TypeError naming
+    msdiff's equivalent, instead of Python's bare "unexpected keyword argument"."""
+    params = inspect.signature(recipe).parameters
+
+    @functools.wraps(recipe)
+    def call(*args, **kwargs):
+        for key in kwargs:
+            if key in RENAMED and key not in params:
+                raise TypeError(f"{recipe.__name__}() has no argument {key!r} (diffusers'): use {RENAMED[key]}")
+        return recipe(*args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True)

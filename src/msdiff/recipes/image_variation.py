@@ -11,7 +11,7 @@ from mindspore import ops as mops
 from ..conditioning import CFG, NetInputs, cfg_batch, compose, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample
 from .clip_image import CLIPImageConfig, clip_image_config, encode_image
-from .family import Family
+from .family import Family, diffusers_names
 from .latents import finish, prepare_latents
 from .sd import default_hw, default_steps
 
@@ -24,6 +24,7 @@ def _image_encoder(components):
     return encoder, clip_image_config(fe) if isinstance(fe, dict) else CLIPImageConfig()
 
 
+@diffusers_names
 def image_variation(components, image=None, *, height: Optional[int] = None, width: Optional[int] = None,
                     num_inference_steps: Optional[int] = None, guidance_scale: float = 7.5,
                     num_images_per_prompt: int = 1, latents=None, output_type: str = "pil",

@@ -14,7 +14,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..conditioning import Blend, ExtraChannels, make_schedule
 from ..samplers import FiniteTracker, add_noise, noise_source, resolve_sampler
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, image_size, preprocess_image, preprocess_mask
 from .latents import check_size, encode_image, finish, prepare_latents, vae_scale_factor
 from .sd import guidance_of, split_conditioning, text_conditioning, tile_batch, uses_aesthetics, uses_cfg
@@ -68,6 +68,7 @@ def inpaint_start(components, image, mask_image, batch: int, schedule, noise, *,
     return x, [Blend(image_lat, eps, small_mask, schedule)]
 
 
+@diffusers_names
 def inpaint(components, prompt=None, image=None, mask_image=None, negative_prompt=None, *, strength: float = 1.0,
             num_inference_steps: int = 50, guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,
             height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,

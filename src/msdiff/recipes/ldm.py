@@ -14,7 +14,7 @@ from mindspore import Tensor
 
 from ..conditioning import CFG, ExtraChannels, NetInputs, cfg_batch, compose
 from ..samplers import noise_source, resolve_sampler, sample
-from .family import Family
+from .family import Family, diffusers_names
 from .images import image_size, postprocess, preprocess_image
 from .latents import initial_noise
 from .prompts import PromptEmbeds
@@ -59,6 +59,7 @@ def _vq_decode(components, latents: Tensor, scale: bool) -> Tensor:
     return vq.decode(latents).astype(ms.float32)
 
 
+@diffusers_names
 def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guidance_scale: float = 1.0,
                       eta: float = 0.0, height: int = 256, width: int = 256, latents=None, seed: Optional[int] = None,
                       noise=None, output_type: str = "pil", mode: Optional[str] = None,
@@ -81,6 +82,7 @@ def ldm_text_to_image(components, prompt, *, num_inference_steps: int = 50, guid
     return postprocess(_vq_decode(components, x, scale=True), output_type)
 
 
+@diffusers_names
 def ldm_super_resolution(components, image, *, num_inference_steps: int = 100, eta: float = 0.0, latents=None,
                          seed: Optional[int] = None, noise=None, output_type: str = "pil", mode: Optional[str] = None,
                          callback: Optional[Callable] = None):

@@ -20,7 +20,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..conditioning import CFG, NetInputs, TakeChannels, compose
 from ..samplers import noise_source, resolve_sampler, sample
-from .family import Family
+from .family import Family, diffusers_names
 from .images import postprocess
 from .latents import decode, initial_noise
 
@@ -126,6 +126,7 @@ def pixart_model(net, context: Tensor, mask: Tensor, resolution: Tensor, aspect_
     return compose(net, inputs, *pieces, guidance=CFG(guidance_scale) if guidance_scale > 1 else None)
 
 
+@diffusers_names
 def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negative_prompt="",
            num_inference_steps: int = 20, guidance_scale: float = 4.5, height: Optional[int] = None,
            width: Optional[int] = None, prompt_embeds: Optional[Float[Tensor, "b m c"]] = None,

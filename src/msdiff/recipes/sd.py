@@ -9,6 +9,7 @@ from mindspore import ops as mops
 
 from ..conditioning import CFG, NetInputs, NoGuidance, Pix2Pix, cfg_batch
 from ..samplers import FiniteTracker
+from .family import RENAMED
 from .prompts import PromptEmbeds, add_time_ids, encode_prompt, encode_prompt_xl, guidance_scale_embedding
 from .latents import check_size, vae_scale_factor
 
@@ -111,12 +112,6 @@ class MicroConditioning:
 
 _TEXT = {f.name for f in fields(TextArgs)}
 _MICRO = {f.name for f in fields(MicroConditioning)}
-# diffusers arguments with another name (or another form) in msdiff
-RENAMED = {"generator": "seed= (an int) or noise= (a numpy Generator, recorded arrays or a callable(shape))",
-           "callback_on_step_end": "callback= (callback(step, latents) -> True stops)",
-           "callback_steps": "callback= (called after every step)", "scheduler": "sampler= (a name, a config "
-           "dict or a Sampler; see msdiff.samplers.sampler_names())", "return_dict": "nothing (recipes return "
-           "images)", "cross_attention_kwargs": "nothing (not supported)"}
 
 
 def split_conditioning(recipe: str, kwargs: dict) -> Tuple[TextArgs, MicroConditioning]:

@@ -18,7 +18,7 @@ from mindspore import ops as mops
 from ..conditioning import Adapter, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
 from ..settings import resolve_mode
-from .family import Family
+from .family import Family, diffusers_names
 from .images import _as_list, _numpy_image, _pil_array, _to_pil, image_size
 from .latents import finish, prepare_latents
 from .sd import guidance_of, default_hw, is_xl, split_conditioning, text_conditioning, uses_cfg
@@ -145,6 +145,7 @@ def adapter_pieces(adapter, image, *, height: int, width: int, batch: int, num_i
     return pieces
 
 
+@diffusers_names
 def t2i_adapter(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 50,
                 guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,
                 height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,

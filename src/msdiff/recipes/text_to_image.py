@@ -12,7 +12,7 @@ from mindspore import Tensor
 
 from ..conditioning import make_schedule
 from ..samplers import FiniteTracker, add_noise, noise_source, resolve_sampler
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, is_latent_image, preprocess_image
 from .latents import encode_image, finish, prepare_latents, vae_scale_factor
 from .sd import guidance_of, default_hw, default_steps, split_conditioning, text_conditioning, tile_batch, \
@@ -20,6 +20,7 @@ from .sd import guidance_of, default_hw, default_steps, split_conditioning, text
 from .sd_run import sd_denoise
 
 
+@diffusers_names
 def text_to_image(components, prompt=None, negative_prompt=None, *, num_inference_steps: Optional[int] = None,
                   guidance_scale: Optional[float] = None, guidance_rescale: float = 0.0,
                   height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
@@ -74,6 +75,7 @@ def image_start(components, image, emb, schedule, noise_src, *, height, width, l
     return add_noise(schedule, init, eps, 0), height, width
 
 
+@diffusers_names
 def image_to_image(components, prompt=None, image=None, negative_prompt=None, *, strength: float = 0.8,
                    num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                    guidance_rescale: float = 0.0, height: Optional[int] = None, width: Optional[int] = None,

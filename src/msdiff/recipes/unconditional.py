@@ -17,7 +17,7 @@ from mindspore import ops as mops
 from ..conditioning import CFG, NetInputs, compose
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample_steps
 from ..settings import progress_bar, resolve_mode
-from .family import Family
+from .family import Family, diffusers_names
 from .latents import check_memory
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
@@ -97,6 +97,7 @@ def to_images(sample: Float[Tensor, "b c h w"], output_type: str = "pil"):
     return [Image.fromarray(v[..., 0] if v.shape[-1] == 1 else v) for v in u8]
 
 
+@diffusers_names
 def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_steps: int = 1000,
                   class_labels: Optional[Sequence[int]] = None, guidance_scale: float = 1.0,
                   null_class_label: Optional[int] = None, seed: Optional[int] = None,
@@ -136,6 +137,7 @@ def load_digits_model(dtype="float32"):
     return load_pipeline(DIGITS, dtype=dtype)
 
 
+@diffusers_names
 def digit_grid(components=None, *, per_class: int = 8, num_inference_steps: int = 20, seed: Optional[int] = 0,
                sampler="ddim", guidance_scale: Optional[float] = None, scale: int = 2,
                progress: Optional[bool] = None, mode: Optional[str] = None):
