@@ -33,6 +33,7 @@ from .lcm import lcm_image_to_image, lcm_text_to_image
 from .ldm import ldm_super_resolution, ldm_text_to_image
 from .pixart import pixart
 from .depth2img import depth_to_image
+from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
 from .sd_run import sd_denoise
 from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_image, encode_prompt, encode_prompt_xl,
