@@ -9,6 +9,12 @@ fixture's latents and noise, recording every UNet call (inputs, output), the gui
 after every sampler step; it then reruns the fp16 UNet on the fp32 run's inputs ("isolated" calls). The msdiff
 half does the same with msdiff's fp16 and fp32 components. The table lists, per stage, the relative L2 error
 against diffusers' fp32 run of: diffusers fp16, msdiff fp16 (and msdiff fp32 as a check).
+
+    python tools/fp16_trace.py --seeds 8 sdxl_inpaint   # the final fp16 errors of both over 8 other draws
+
+`--seeds K` replays each case with K other seeded latents / noise draws (same weights, prompts, images) in both
+libraries and lists, per draw, diffusers' and msdiff's fp16 error against diffusers' fp32 output of that draw:
+whether one recorded draw's gap is systematic or the luck of the rounding.
 """
 import argparse
 import dataclasses
@@ -147,6 +153,52 @@ def _module_outputs(pipes: dict, call: dict) -> dict:
     return arrays
 
 
+def _draws(meta: dict, z: dict, seed: int) -> tuple:
+    """(noise draws, latents or None) of replay `seed`: fresh standard normals shaped like the recorded ones."""
+    rng = np.random.default_rng(1000 + seed)
+    draws = [rng.standard_normal(z[f"noise_{i}"].shape).astype(np.float32) for i in range(meta["num_noise"])]
+    latents = rng.standard_normal(z["latents"].shape).astype(np.float32) if "latents" in z else None
+    return draws, latents
+
+
+def seeds_reference(name: str, k: int, out: Path) -> None:
+    """diffusers' fp32 and fp16 outputs of case `name` over k seeded draws (_draws), saved to `out`."""
+    import torch
+    sys.path.insert(0, str(ROOT / "tools"))
+    from fixtures.pipelines import NoiseReplay, load_case_pipeline
+
+    torch.set_num_threads(1)
+    fix, meta, z = case_meta(name)
+    pipes = {tag: load_case_pipeline(fix, meta, dt) for tag, dt in (("d32", torch.float32), ("d16", torch.float16))}
+    arrays = {}
+    for s in range(k):
+        draws, latents = _draws(meta, z, s)
+        zz = dict(z) if latents is None else dict(z, latents=latents)
+        for tag, dt in (("d32", torch.float32), ("d16", torch.float16)):
+            with NoiseReplay(draws), torch.no_grad():
+                images = pipes[tag](**_call_args(meta, zz, dt, [])).images
+            arrays[f"s{s}:{tag}"] = images.float().numpy() if hasattr(images, "float") else \
+                np.asarray(images, np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+
+
+def seeds(name: str, k: int, work: Path) -> list:
+    """[(diffusers fp16, msdiff fp16, msdiff fp32)] rel L2 against diffusers fp32, one row per seeded draw."""
+    ref_file = work / f"{name}_seeds{k}.npz"
+    subprocess.run([str(REFENV), str(Path(__file__).resolve()), "--seeds-reference", name, "--seeds", str(k),
+                    "--out", str(ref_file)], check=True)
+    d = dict(np.load(ref_file))
+    _, meta, z = case_meta(name)
+    rows = []
+    for s in range(k):
+        draws, latents = _draws(meta, z, s)
+        m = {dt: _msdiff_run(name, dt, draws, latents)[2] for dt in ("float16", "float32")}
+        ref = d[f"s{s}:d32"]
+        rows.append((rel_l2(d[f"s{s}:d16"], ref), rel_l2(m["float16"], ref), rel_l2(m["float32"], ref)))
+    return rows
+
+
 # msdiff half -------------------------------------------------------------------------------------------------
 
 class _Recorder:
@@ -171,7 +223,7 @@ class _Recorder:
         return out
 
 
-def _msdiff_run(name: str, dtype: str) -> tuple:
+def _msdiff_run(name: str, dtype: str, noise=None, latents=None) -> tuple:
     import PIL.Image
     import msdiff
     from msdiff import recipes
@@ -182,7 +234,7 @@ def _msdiff_run(name: str, dtype: str) -> tuple:
     args = {k: tuple(v) if isinstance(v, list) and k not in ("prompt", "negative_prompt") else v
             for k, v in meta["args"].items()}
     if "latents" in z:
-        args["latents"] = z["latents"]
+        args["latents"] = z["latents"] if latents is None else latents
     if "image" in z:
         args["image"] = PIL.Image.fromarray(z["image"]) if z["image"].dtype == np.uint8 else z["image"]
     if "mask_image" in z:
@@ -191,7 +243,7 @@ def _msdiff_run(name: str, dtype: str) -> tuple:
         args["adapter"] = msdiff.load(fix / meta["adapter"], dtype=dtype)
     if meta.get("scheduler"):
         args["sampler"] = meta["scheduler"]
-    args["noise"] = [z[f"noise_{i}"] for i in range(meta["num_noise"])]
+    args["noise"] = [z[f"noise_{i}"] for i in range(meta["num_noise"])] if noise is None else noise
     steps = []
     args["callback"] = lambda i, x: steps.append(x.asnumpy().astype(np.float32))
     output = np.asarray(getattr(recipes, _RECIPES[meta["pipeline_class"]])(comps, mode="pynative", **args))
@@ -293,6 +345,8 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true")
     p.add_argument("--reuse", action="store_true", help="reuse the diffusers half saved under --out")
     p.add_argument("--modules", action="store_true", help="also list every UNet sub-module on the first call")
+    p.add_argument("--seeds", type=int, default=0, help="compare the final fp16 errors over this many other draws")
+    p.add_argument("--seeds-reference", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(CASES))
@@ -300,9 +354,23 @@ def main(argv=None) -> int:
     if args.reference:
         reference(args.reference, args.out)
         return 0
+    if args.seeds_reference:
+        seeds_reference(args.seeds_reference, args.seeds, args.out)
+        return 0
     for name in args.cases or list(CASES):
         if name not in CASES:
             p.error(f"unknown case {name!r}; known: {list(CASES)}")
+        if args.seeds:
+            print(f"\n## {name}: final output over {args.seeds} other draws (rel L2 against diffusers fp32)\n")
+            print("| draw | diffusers fp16 | msdiff fp16 | msdiff fp32 |")
+            print("|---|---|---|---|")
+            rows = seeds(name, args.seeds, args.out)
+            for s, (a, b, c) in enumerate(rows):
+                print(f"| {s} | {a:.2e} | {b:.2e} | {c:.1e} |", flush=True)
+            a = np.asarray(rows)
+            print(f"| mean | {a[:, 0].mean():.2e} | {a[:, 1].mean():.2e} | {a[:, 2].mean():.1e} |")
+            print(f"\nmsdiff fp16 below diffusers fp16 in {(a[:, 1] < a[:, 0]).sum()} of {len(rows)} draws")
+            continue
         print(f"\n## {name} (rel L2 against diffusers fp32)\n")
         print("| stage | diffusers fp16 | msdiff fp16 | msdiff fp32 |")
         print("|---|---|---|---|")

@@ -1,11 +1,12 @@
 """Composed-conditioning rows: ControlNet img2img / inpainting (SD, SD-XL), MultiControlNet, MultiAdapter and a
-ControlNet with a T2I-Adapter, replaying the diffusers calls recorded in tests/fixtures/control_mix."""
+ControlNet with a T2I-Adapter, replaying the diffusers calls recorded in tests/fixtures/control_mix (fp16 cells
+also show diffusers' own fp16 error where control_mix/fp16.npz has it: the hand-composed ControlNet + T2I-Adapter)."""
 import json
 from pathlib import Path
 
 import numpy as np
 
-from . import Row
+from . import Row, diffusers_fp16
 
 _RECIPES = {"StableDiffusionControlNetImg2ImgPipeline": "controlnet_img2img",
             "StableDiffusionXLControlNetImg2ImgPipeline": "controlnet_img2img",
@@ -62,7 +63,7 @@ def rows(fix: Path) -> list:
     for name, meta in sorted(json.loads((fix / "cases.json").read_text()).items()):
         def run(mode, dtype, name=name):
             recipe, components, kwargs, expected = case_call(fix, name, dtype)
-            return [(recipe(components, mode=mode, **kwargs), expected)]
+            return [(recipe(components, mode=mode, **kwargs), expected, diffusers_fp16(fix, name, dtype))]
 
         label = {"sd_multi_controlnet": "StableDiffusionControlNetPipeline + MultiControlNetModel",
                  "sd_multi_adapter": "StableDiffusionAdapterPipeline + MultiAdapter"}.get(name, meta["pipeline_class"])
