@@ -35,10 +35,12 @@ from .pixart import pixart
 from .depth2img import depth_to_image
 from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
+from .i2vgen_xl import i2vgen_xl
 from .sd_run import sd_denoise
 from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_image, encode_prompt, encode_prompt_xl,
                     postprocess, prepare_latents, preprocess_image, preprocess_mask)
 from .t2i_adapter import t2i_adapter
+from .svd import stable_video_diffusion
 from .text_to_image import image_to_image, text_to_image
 from .unconditional import digit_grid, unconditional
 from .upscale import upscale
