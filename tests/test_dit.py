@@ -13,6 +13,7 @@ import msdiff
 from msdiff.io.paths import LoadError
 from msdiff.nets.dit import DiTConfig, DiTTransformer2DModel, config_from_diffusers, map_weights
 from msdiff.recipes.dit import dit
+from _cases import mode_cases, net_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dit"
 FOLDERS = {"pipe": FIXTURES / "pipeline" / "transformer", "small": FIXTURES / "small"}
@@ -45,9 +46,7 @@ def _inputs(tag: str, size: str):
     return Tensor(x), Tensor(IO[f"{tag}_timestep"]), Tensor(IO[f"{tag}_class_labels"].astype(np.int32))
 
 
-@pytest.mark.parametrize("mode", ("pynative", "jit"))
-@pytest.mark.parametrize("dtype", ("float32", "float16"))
-@pytest.mark.parametrize("tag", ("pipe", "small"))
+@pytest.mark.parametrize("tag,dtype,mode", net_cases(("pipe", "small")))
 def test_net_matches_diffusers(tag, dtype, mode):
     net = _net(tag, dtype)
     for size in ("out", "out_12"):  # the configured 8x8 input, and 12x12 (position table of another grid)
@@ -117,8 +116,7 @@ def test_wrong_input_shape(shape, match):
         net(Tensor(np.zeros(shape, np.float32)), 1, Tensor(np.zeros((2,), np.int32)))
 
 
-@pytest.mark.parametrize("mode", ("pynative", "graph"))
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name,mode", mode_cases(sorted(CASES)))
 def test_pipeline_matches_diffusers(name, mode):
     case, arrays = CASES[name], np.load(FIXTURES / f"{name}.npz")
     images = dit(_pipeline(), case["class_labels"], guidance_scale=case["guidance_scale"],

@@ -13,6 +13,7 @@ import pytest
 
 import msdiff
 from msdiff.recipes.ldm import ldm_super_resolution, ldm_text_to_image
+from _cases import mode_cases
 
 FIX = Path(__file__).parent / "fixtures" / "ldm"
 
@@ -34,8 +35,7 @@ def _assert_close(got: np.ndarray, ref: np.ndarray, what: str):
     assert err <= 1e-4, f"{what}: max abs {err:.3g}"
 
 
-@pytest.mark.parametrize("mode", ["pynative", "graph"])
-@pytest.mark.parametrize("case", ["t2i", "t2i_noguide"])
+@pytest.mark.parametrize("case,mode", mode_cases(["t2i", "t2i_noguide"]))
 def test_ldm_text_to_image(case, mode):
     d, cases = _data()
     images = ldm_text_to_image(_components("ldm_text2im"), d["input_ids"], latents=d[f"{case}_latents"],
@@ -43,8 +43,7 @@ def test_ldm_text_to_image(case, mode):
     _assert_close(images, d[f"{case}_images"], f"{case} {mode}")
 
 
-@pytest.mark.parametrize("mode", ["pynative", "graph"])
-@pytest.mark.parametrize("case", ["sr", "sr_eta"])
+@pytest.mark.parametrize("case,mode", [("sr", "pynative"), ("sr_eta", "pynative")])
 def test_ldm_super_resolution(case, mode):
     d, cases = _data()
     noise = list(d["sr_eta_noise"]) if case == "sr_eta" else None

@@ -35,8 +35,7 @@ def _run(vq, image, h):
     return enc, indices, vq.decode(h), vq.decode(h, force_not_quantize=True)
 
 
-@pytest.mark.parametrize("mode", ["pynative", "jit"])
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("mode,dtype", [("pynative", "float32"), ("pynative", "float16"), ("jit", "float32")])
 def test_vq_parity(mode, dtype):
     d = _data()
     vq = _vq(dtype)

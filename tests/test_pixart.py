@@ -20,6 +20,7 @@ import importlib
 pixart_recipe = importlib.import_module("msdiff.recipes.pixart")
 from msdiff.recipes.pixart import classify_height_width_bin, encode_prompt_t5, pixart, resize_and_crop
 from msdiff.recipes.steps import decode, postprocess
+from _cases import mode_cases, net_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pixart"
 IO = np.load(FIXTURES / "net.npz")
@@ -53,9 +54,7 @@ def _run(net, args, mode: str):
     return (ms.jit(masked) if mode == "jit" else masked)(x, t, c, m, r, a)
 
 
-@pytest.mark.parametrize("mode", ("pynative", "jit"))
-@pytest.mark.parametrize("dtype", ("float32", "float16"))
-@pytest.mark.parametrize("tag", ("cond", "small"))
+@pytest.mark.parametrize("tag,dtype,mode", net_cases(("cond", "small")))
 def test_net_matches_diffusers(tag, dtype, mode):
     net = _net(tag, dtype)
     for key in ("out", "out_nomask", "out_12"):  # caption mask, no mask, a 12x8 input (another position grid)
@@ -172,8 +171,7 @@ def _case(name: str, mode: str = "pynative", **kw):
     return pixart(_components(case["transformer"]), case["prompt"], **args), arrays
 
 
-@pytest.mark.parametrize("mode", ("pynative", "graph"))
-@pytest.mark.parametrize("name", ("cfg", "plain", "ddim_negative", "small"))
+@pytest.mark.parametrize("name,mode", mode_cases(("cfg", "plain", "ddim_negative", "small")))
 def test_pipeline_matches_diffusers(name, mode):
     images, arrays = _case(name, mode)
     assert images.shape == arrays["expected"].shape

@@ -1,8 +1,7 @@
 """Recipes in graph mode (the whole guided step compiled by mindspore.jit) vs diffusers, and vs PyNative.
 
 One graph is compiled per UNet, sampler config, guidance kind and shape and reused by later calls;
-the checks run grouped by pipeline folder (the five SD-XL base checks share one graph, the LCM
-ones another), because compiling for another net, or calling the net in PyNative, made
+the checks run grouped by pipeline folder, because compiling for another net, or calling the net in PyNative, made
 MindSpore 2.10 recompile the earlier graph (20-30 s each) when the checks were interleaved.
 """
 import numpy as np
@@ -10,8 +9,12 @@ import pytest
 
 from test_recipes import CASES, case_call, check_case
 
-AGREE = ("sdxl_text_to_image", "lcm_image_to_image", "sd_instruct_pix2pix")
-CHECKS = sorted([(CASES[n]["folder"], n, "diffusers") for n in CASES]
+# One case per recipe kind (plain guided step, 4-channel blending inside the step, three-way guidance, LCM's
+# guidance embedding); every other case runs in graph mode in the support matrix (docs/SUPPORT.md), which keeps
+# the suite within its time budget (an SD-XL graph alone compiles for ~25 s here).
+GRAPH = ("sd_text_to_image", "sd_inpaint", "sd_instruct_pix2pix", "lcm_text_to_image")
+AGREE = ("sd_text_to_image",)
+CHECKS = sorted([(CASES[n]["folder"], n, "diffusers") for n in GRAPH]
                 + [(CASES[n]["folder"], n, "pynative") for n in AGREE])
 
 

@@ -50,8 +50,8 @@ def _features(net, image, mode: str) -> tuple:
     return net(image)
 
 
-NET_CASES = [(c, d, m) for c in ("full", "full_xl", "light") for d in ("float32", "float16")
-             for m in ("pynative", "jit")]
+NET_CASES = [(c, d, "pynative") for c in ("full", "full_xl", "light") for d in ("float32", "float16")] + \
+    [("full", "float32", "jit")]  # graph mode of the others: the support matrix
 
 
 @pytest.mark.parametrize("case,dtype,mode", NET_CASES)
@@ -63,8 +63,7 @@ def test_adapter_parity(case, dtype, mode):
         assert_parity(f, d[f"{case}:feature_{i}"], f"{case} feature_{i} {mode}", dtype)
 
 
-@pytest.mark.parametrize("folder,dtype,mode", [("sd", "float32", "pynative"), ("sd", "float32", "jit"),
-                                               ("sdxl", "float32", "pynative"), ("sdxl", "float32", "jit"),
+@pytest.mark.parametrize("folder,dtype,mode", [("sd", "float32", "pynative"), ("sdxl", "float32", "pynative"),
                                                ("sd", "float16", "pynative"), ("sdxl", "float16", "pynative")])
 def test_unet_with_adapter_features(folder, dtype, mode):
     """diffusers' down_intrablock_additional_residuals: sd (cross-attention blocks, then a plain one) and sdxl
@@ -146,8 +145,7 @@ def _pipeline_call(case: str, mode: str, **override):
 
 
 @pytest.mark.parametrize("case,mode", [("sd_adapter", "pynative"), ("sd_adapter", "graph"),
-                                       ("sd_light_gray", "pynative"),
-                                       ("sdxl_adapter", "pynative"), ("sdxl_adapter", "graph")])
+                                       ("sd_light_gray", "pynative"), ("sdxl_adapter", "pynative")])
 def test_pipeline_parity(case, mode):
     import PIL.Image
 

@@ -12,6 +12,7 @@ import msdiff
 from msdiff.io.paths import LoadError
 from msdiff.nets.t5 import T5Config, T5EncoderModel, config_from_diffusers, map_weights, relative_position_buckets
 from msdiff.tokenizer_t5 import T5Tokenizer
+from _cases import net_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pixart"
 IO = np.load(FIXTURES / "t5.npz")
@@ -36,9 +37,7 @@ def _run(net, ids, mask, mode):
     return (ms.jit(f) if mode == "jit" else f)(ids, mask)
 
 
-@pytest.mark.parametrize("mode", ("pynative", "jit"))
-@pytest.mark.parametrize("dtype", ("float32", "float16"))
-@pytest.mark.parametrize("tag", ("t5", "t5_relu"))
+@pytest.mark.parametrize("tag,dtype,mode", net_cases(("t5", "t5_relu")))
 def test_encoder_matches_transformers(tag, dtype, mode):
     net = _net(tag, dtype)
     ids, mask = Tensor(IO["input_ids"]), Tensor(IO["attention_mask"])

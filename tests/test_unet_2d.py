@@ -12,6 +12,7 @@ from test_unet_config import assert_one_to_one, msdiff_shapes
 import msdiff
 from tools.support.unet_2d import UNCONDITIONAL_CASES, unconditional_case
 from msdiff.nets.unet_2d import UNet2DConfig, UNet2DModel, config_from_diffusers, map_weights
+from _cases import mode_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "unet_2d"
 NAMES = ("class_cond", "uncond", "fourier", "cd", "class_timestep", "class_identity")
@@ -30,8 +31,7 @@ def _inputs(name: str):
     return io, Tensor(io["sample"]), Tensor(io["timestep"]), labels
 
 
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("mode", ("pynative", "jit"))
+@pytest.mark.parametrize("name,mode", mode_cases(NAMES, graph="jit", graph_name="fourier"))
 def test_matches_diffusers_fp32(name, mode):
     net = msdiff.load(FIXTURES / name)
     io, sample, timestep, labels = _inputs(name)
@@ -85,8 +85,7 @@ def test_config_refuses_unsupported_architecture():
     assert map_weights("down_blocks.1.attentions.0.to_q.weight") == "down_blocks.1.attentions.0.to_q.weight"
 
 
-@pytest.mark.parametrize("name", sorted(UNCONDITIONAL_CASES))
-@pytest.mark.parametrize("mode", ("pynative", "graph"))
+@pytest.mark.parametrize("name,mode", mode_cases(sorted(UNCONDITIONAL_CASES), graph_name="ddim_eta"))
 def test_unconditional_recipe_matches_diffusers_pipelines(name, mode):
     from msdiff.recipes.unconditional import unconditional
 

@@ -4,6 +4,6 @@ import pytest
 from test_vae_parity import check_encode_sample_decode
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32"])  # fp16 in graph mode: the support matrix
 def test_encode_sample_decode_jit(dtype):
     check_encode_sample_decode("jit", dtype)

@@ -20,6 +20,7 @@ from mindspore import ops as mops
 from .. import ops
 from ..conditioning import CFG, NetInputs, TakeChannels, compose
 from ..samplers import noise_source, resolve_sampler, sample
+from ..settings import resolve_mode
 from .family import Family, diffusers_names
 from .images import postprocess
 from .latents import decode, initial_noise
@@ -142,8 +143,7 @@ def pixart(components, prompt: Union[str, Sequence[str], None] = None, *, negati
     latents) runs after every net call; returning True stops early. output_type "latent" returns the final latents.
     mode "graph" compiles the guided transformer call and the sampler step (T5 runs once, in PyNative).
     """
-    if mode not in ("pynative", "graph"):
-        raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+    mode = resolve_mode(mode)
     if output_type not in ("pil", "np", "latent"):
         raise ValueError(f"output_type must be 'pil', 'np' or 'latent', got {output_type!r}")
     if num_inference_steps < 2:
