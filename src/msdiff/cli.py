@@ -102,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
             if option not in seen:
                 g.add_argument(option, **spec)
                 seen.add(option)
-    g.add_argument("--out", default="msdiff.png", help="output PNG / JPEG / WebP file (default msdiff.png; an "
-                   "existing file is overwritten)")
+    g.add_argument("--out", default="msdiff.png", help="output PNG / JPEG / WebP / GIF file (default msdiff.png; "
+                   "an existing file is overwritten; a video pipeline writes an animated GIF, the name's suffix "
+                   "becoming .gif)")
     g.add_argument("--prompts", default=None, help="a prompts file (one prompt per line, or JSON lines with prompt / "
                    "negative_prompt / seed / size / steps / guidance / class_label / name): one PNG per entry in "
                    "--out-dir, entries already there skipped, shared among msrun workers; entry i's seed is "
@@ -151,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 # the parser dests a generation is reproduced from (--from-png); --out / --debug / --from-png are not part of it
 _REPRO = ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "size", "image", "strength",
           "mask", "image_guidance", "class_label", "per_class", "mode", "dtype", "fp32_blocks", "lora",
@@ -215,13 +216,17 @@ def _png_info(params: dict):
 
 
 def save_image(image, out: Path, params: dict) -> None:
-    """Write the image atomically (a temporary file renamed into place), with the parameters for PNG."""
+    """Write the image atomically (a temporary file renamed into place), with the parameters for PNG; a list of
+    frames (a video pipeline's) as an animated GIF at 8 frames per second, the parameters as JSON in its comment."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".msdiff-", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
-        if fmt == "PNG":
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}.get(out.suffix.lower(), "PNG")
+        if isinstance(image, list):
+            image[0].save(tmp, format="GIF", save_all=True, append_images=image[1:], duration=125, loop=0,
+                          comment=json.dumps(params, sort_keys=True, default=str).encode())
+        elif fmt == "PNG":
             image.save(tmp, format=fmt, pnginfo=_png_info(params))
         else:
             image.save(tmp, format=fmt)
@@ -276,6 +281,8 @@ def _generate(args) -> int:
     result = generate(args)
     if args.mode == "graph" and result["first_step_s"] is not None:
         print(f"graph compile + first step: {result['first_step_s']:.1f} s", file=sys.stderr)
+    if isinstance(result["image"], list) and out.suffix.lower() != ".gif":  # a video's frames: an animated GIF
+        out = out.with_suffix(".gif")
     save_image(result["image"], out, generation_parameters(args, result))
     print(f"wrote {out}")
     return 0

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..conditioning import CFG, NetInputs, cfg_batch, compose, make_schedule
 from ..samplers import FiniteTracker, add_noise, noise_source, resolve_sampler, sample
-from .family import Family
-from .frames import check_chunk, check_frames, decode_frames, encode_frames, finish_video, preprocess_video
+from .family import Family, diffusers_names
+from .frames import FRAMES_OPTION, VIDEO_OPTION, check_chunk, check_frames, decode_frames, encode_frames, \
+    finish_video, preprocess_video
 from .latents import initial_noise, vae_scale_factor
 from .sd import TextArgs, default_hw, default_steps, text_conditioning
 
@@ -68,11 +69,12 @@ def _denoise(components, emb, x, schedule, smp, noise_src, guidance_scale, callb
     return sample(model, x, schedule, smp, noise_src, callback, mode=mode, tracker=tracker)
 
 
+@diffusers_names
 def animatediff(components, prompt=None, negative_prompt=None, *, num_frames: int = 16,
                 height: Optional[int] = None, width: Optional[int] = None, num_inference_steps: Optional[int] = None,
                 guidance_scale: float = 7.5, num_videos_per_prompt: int = 1, latents=None,
                 decode_chunk_size: int = 16, output_type: str = "pil", seed: Optional[int] = None, sampler=None,
-                noise=None, callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32",
+                noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32",
                 **text):
     """Videos from text (diffusers' AnimateDiffPipeline): frames as a list (per video) of PIL images, an array
     [b, f, h, w, 3] in [0, 1] ("np") or latents [b, 4, f, h/8, w/8] ("latent")."""
@@ -95,12 +97,13 @@ def animatediff(components, prompt=None, negative_prompt=None, *, num_frames: in
     return finish_video(x, output_type, lambda z: decode_frames(components, z, chunk, vae_dtype), tracker)
 
 
+@diffusers_names
 def animatediff_video_to_video(components, video=None, prompt=None, negative_prompt=None, *, strength: float = 0.8,
                                height: Optional[int] = None, width: Optional[int] = None,
                                num_inference_steps: Optional[int] = None, guidance_scale: float = 7.5,
                                num_videos_per_prompt: int = 1, decode_chunk_size: int = 16,
                                output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
-                               callback: Optional[Callable] = None, mode: str = "pynative", vae_dtype="float32",
+                               callback: Optional[Callable] = None, mode: Optional[str] = None, vae_dtype="float32",
                                **text):
     """A video restyled by text (diffusers' AnimateDiffVideoToVideoPipeline): `video` (a list of frames) encoded
     frame-chunk by frame-chunk, noised to the first kept call of `strength`, denoised; outputs as animatediff.
@@ -135,8 +138,9 @@ _OPTIONS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance"
 
 FAMILIES = (
     Family("animatediff", animatediff, ("AnimateDiffPipeline",), _OPTIONS, ("prompt",), steps=25,
-           help="text-to-video (AnimateDiff): --frames, writes an animated GIF"),
+           cli_options=(FRAMES_OPTION,), help="text-to-video (AnimateDiff): --frames; writes an animated GIF"),
     Family("animatediff_video_to_video", animatediff_video_to_video, ("AnimateDiffVideoToVideoPipeline",),
            {k: v for k, v in _OPTIONS.items() if k != "frames"} | {"video": "video", "strength": "strength"},
-           ("prompt", "video"), steps=25, help="video-to-video (AnimateDiff): --video FILE.gif, --strength"),
+           ("prompt", "video"), steps=25, cli_options=(VIDEO_OPTION,),
+           help="video-to-video (AnimateDiff): --video FILE.gif, --strength; writes an animated GIF"),
 )

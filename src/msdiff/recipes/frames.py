@@ -1,5 +1,8 @@
 """Video pieces the video recipes share: frame batches in and out of [b, c, f, h, w] latents, frame-chunked VAE
 encode / decode (2-D VAEs frame by frame, the temporal decoder chunk by chunk) and the frames output."""
+import os
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
 from jaxtyping import Float
@@ -38,9 +41,45 @@ def from_frame_batch(x: Float[Tensor, "bf c h w"], num_frames: int) -> Float[Ten
     return x.reshape(bf // num_frames, num_frames, c, h, w).transpose(0, 2, 1, 3, 4)
 
 
+# the command line's video options (declared by each video family; the parser adds each flag once)
+FRAMES_OPTION = ("--frames", dict(type=int, default=None, help="video pipelines: number of frames"))
+VIDEO_OPTION = ("--video", dict(default=None, help="AnimateDiff video-to-video: the input video (an animated GIF "
+                                                   "or any multi-frame file Pillow reads)"))
+
+
+def as_pil(image):
+    """A PIL RGB image from a PIL image, an H x W x 3 uint8 array or a file path."""
+    import PIL.Image
+
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ValueError(f"image {str(image)!r}: no such file")
+        with PIL.Image.open(path) as im:
+            return im.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return PIL.Image.fromarray(image)
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    raise TypeError(f"image must be a PIL image, an HxWx3 uint8 array or a path, got {type(image).__name__}")
+
+
+def read_video(path) -> list:
+    """Every frame of an animated GIF (or another multi-frame file Pillow reads) as RGB PIL images."""
+    import PIL.Image
+    import PIL.ImageSequence
+
+    if not Path(path).is_file():
+        raise ValueError(f"video {str(path)!r}: no such file")
+    with PIL.Image.open(path) as im:
+        return [frame.convert("RGB") for frame in PIL.ImageSequence.Iterator(im)]
+
+
 def preprocess_video(video, height: int, width: int) -> Float[Tensor, "f 3 h w"]:
-    """A list of frames (PIL images / HWC arrays) or an array [f, h, w, 3] -> [f, 3, height, width] in [-1, 1]
-    (diffusers' VideoProcessor.preprocess_video of one video, frames resized as images)."""
+    """A list of frames (PIL images / HWC arrays), an array [f, h, w, 3] or a file (read_video) -> [f, 3, height,
+    width] in [-1, 1] (diffusers' VideoProcessor.preprocess_video of one video, frames resized as images)."""
+    if isinstance(video, (str, os.PathLike)):
+        video = read_video(video)
     if isinstance(video, np.ndarray) and video.ndim == 4:
         video = list(video)
     if not isinstance(video, (list, tuple)) or not video:

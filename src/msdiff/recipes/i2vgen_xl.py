@@ -19,7 +19,7 @@ from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample
 from .animatediff import _text
 from .clip_image import CLIPImageConfig, clip_image_config, encode_image, normalize
 from .family import Family, diffusers_names
-from .frames import check_chunk, check_frames, decode_frames, finish_video
+from .frames import FRAMES_OPTION, as_pil, check_chunk, check_frames, decode_frames, finish_video
 from .images import preprocess_image
 from .latents import check_size, initial_noise, vae_in, vae_scale_factor
 from .sd import default_steps, text_conditioning
@@ -30,8 +30,7 @@ def center_crop_wide(image, width: int, height: int):
     crop."""
     import PIL.Image
 
-    image = image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(image))
-    image = image.convert("RGB")
+    image = as_pil(image)
     scale = min(image.size[0] / width, image.size[1] / height)
     image = image.resize((round(image.width // scale), round(image.height // scale)), resample=PIL.Image.BOX)
     x1, y1 = (image.width - width) // 2, (image.height - height) // 2
@@ -97,6 +96,7 @@ def i2vgen_xl(components, prompt=None, image=None, negative_prompt=None, *, heig
     posterior sample, then the initial latents. clip_skip defaults to 1, as diffusers' __call__."""
     if image is None:
         raise ValueError("i2vgen_xl: image is required (the picture to animate)")
+    image = as_pil(image)
     check_size(components, height, width)
     num_frames, chunk = check_frames(num_frames), check_chunk(decode_chunk_size)
     steps = default_steps(components, num_inference_steps)
@@ -132,5 +132,6 @@ FAMILIES = (
     Family("i2vgen_xl", i2vgen_xl, ("I2VGenXLPipeline",),
            {"prompt": "prompt", "negative_prompt": "negative_prompt", "image": "image", "guidance": "guidance_scale",
             "size": "size", "frames": "num_frames", "sampler": "sampler"}, ("prompt", "image"), steps=50,
+           cli_options=(FRAMES_OPTION,),
            help="image + text to video (I2VGen-XL): --image, --frames; writes an animated GIF"),
 )

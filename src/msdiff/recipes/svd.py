@@ -19,7 +19,7 @@ from ..conditioning import CFG, ExtraChannels, NetInputs, cfg_batch, compose, ma
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample
 from .clip_image import CLIPImageConfig, clip_image_config, encode_image, normalize, to_arrays
 from .family import Family, diffusers_names
-from .frames import check_chunk, check_frames, finish_video, from_frame_batch
+from .frames import FRAMES_OPTION, as_pil, check_chunk, check_frames, finish_video, from_frame_batch
 from .images import preprocess_image
 from .latents import check_size, initial_noise, vae_in, vae_scale_factor
 
@@ -152,6 +152,7 @@ def stable_video_diffusion(components, image=None, *, height: int = 576, width: 
     image's noise augmentation, then the initial latents."""
     if image is None:
         raise ValueError("stable_video_diffusion: image is required (the first frame to animate)")
+    image = as_pil(image)
     check_size(components, height, width)
     num_frames = check_frames(components.unet.config.num_frames if num_frames is None else num_frames)
     chunk = check_chunk(num_frames if decode_chunk_size is None else decode_chunk_size)
@@ -191,5 +192,6 @@ def stable_video_diffusion(components, image=None, *, height: int = 576, width: 
 FAMILIES = (
     Family("stable_video_diffusion", stable_video_diffusion, ("StableVideoDiffusionPipeline",),
            {"image": "image", "size": "size", "frames": "num_frames", "sampler": "sampler"}, ("image",), steps=25,
+           cli_options=(FRAMES_OPTION,),
            help="image-to-video (Stable Video Diffusion): --image, --frames; writes an animated GIF"),
 )
