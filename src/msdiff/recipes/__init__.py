@@ -26,6 +26,9 @@ from .consistency import consistency
 from .controlnet import controlnet, controlnet_img2img, controlnet_inpaint
 from .dit import dit
 from .kandinsky import kandinsky_v22
+from .kandinsky_decoders import (kandinsky_v22_controlnet, kandinsky_v22_controlnet_img2img, kandinsky_v22_img2img,
+                                 kandinsky_v22_inpaint)
+from .kandinsky_prior import kandinsky_prior, kandinsky_prior_emb2emb, kandinsky_prior_interpolate
 from .family import Family, families, family_of
 from .inpaint import inpaint
 from .instruct_pix2pix import instruct_pix2pix
