@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ROOT, Row
+from . import ROOT, Row, diffusers_fp16
 
 AREA = "video_pipelines"
 _TMP = Path(tempfile.gettempdir()) / "msdiff_video_pipelines"
@@ -100,7 +100,8 @@ def rows(fix: Path) -> list:
     out = []
     for case, meta in sorted(cases(fix).items()):
         def run(mode, dtype, case=case):
-            return [run_case(fix, case, mode, dtype)]
+            got, ref = run_case(fix, case, mode, dtype)
+            return [(got, ref, diffusers_fp16(fix, case, dtype))]
 
         out.append(Row(f"{meta['pipeline_class']} (tiny, {case})", "recipe", run))
     return out
