@@ -20,7 +20,7 @@ from mindspore import ops as mops
 from ..conditioning import CFG, NetInputs, Piece, cfg_batch, compose, make_schedule, truncate
 from ..samplers import FiniteTracker, add_noise, noise_source, resolve_sampler, sample, sample_steps
 from ..settings import resolve_mode
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, preprocess_image
 from .latents import encode_image, finish, vae_scale_factor
 from .prompts import encode_prompt
@@ -73,6 +73,7 @@ def _unet_call(unet, mode: Optional[str]):
     return _JIT[unet]
 
 
+@diffusers_names
 def generate_mask(components, image=None, target_prompt=None, target_negative_prompt=None, *, source_prompt=None,
                   source_negative_prompt=None, target_prompt_embeds=None, target_negative_prompt_embeds=None,
                   source_prompt_embeds=None, source_negative_prompt_embeds=None, num_maps_per_mask: int = 10,
@@ -129,6 +130,7 @@ def generate_mask(components, image=None, target_prompt=None, target_negative_pr
     return mask
 
 
+@diffusers_names
 def invert(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 50,
            inpaint_strength: float = 0.8, guidance_scale: float = 7.5, prompt_embeds=None,
            negative_prompt_embeds=None, num_reg_steps: int = 0, seed: Optional[int] = None, noise=None,
@@ -196,6 +198,7 @@ def _mask(mask_image, batch: int) -> Float[Tensor, "b 1 h w"]:
     return Tensor(np.where(a < 0.5, 0.0, 1.0).astype(np.float32))
 
 
+@diffusers_names
 def diffedit(components, prompt=None, mask_image=None, image_latents=None, negative_prompt=None, *,
              inpaint_strength: float = 0.8, num_inference_steps: int = 50, guidance_scale: float = 7.5,
              num_images_per_prompt: int = 1, eta: float = 0.0, output_type: str = "pil",

@@ -14,7 +14,7 @@ from mindspore import ops as mops
 from ..conditioning import ExtraChannels, NoGuidance, Pix2Pix, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
 from ..samplers.denoiser import rescale_noise_cfg
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, preprocess_image
 from .latents import check_size, encode_image, finish, prepare_latents, vae_scale_factor
 from .sd import default_hw, guidance_of, is_xl, split_conditioning, text_conditioning, tile_batch
@@ -46,6 +46,7 @@ def _size(components, image, height, width) -> tuple:
     return height, width
 
 
+@diffusers_names
 def instruct_pix2pix(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 100,
                      guidance_scale: Optional[float] = None, image_guidance_scale: float = 1.5,
                      guidance_rescale: float = 0.0, denoising_end: Optional[float] = None,

@@ -14,7 +14,7 @@ from mindspore import Tensor
 from ..conditioning import CFG, ExtraChannels, NetInputs, cfg_batch, compose, make_schedule
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample
 from ..samplers.schedules import alphas_cumprod
-from .family import Family
+from .family import Family, diffusers_names
 from .images import default_size, image_size, preprocess_image
 from .latents import finish, initial_noise, vae_scale_factor
 from .sd import guidance_of, split_conditioning, text_conditioning
@@ -68,6 +68,7 @@ def low_res_image(components, image) -> Float[Tensor, "b 3 h w"]:
     return preprocess_image(image, height, width)
 
 
+@diffusers_names
 def upscale(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 75,
             guidance_scale: float = 9.0, noise_level: int = 20, num_images_per_prompt: int = 1, latents=None,
             output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
