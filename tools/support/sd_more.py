@@ -1,8 +1,9 @@
 """Rows of the x4 upscaler, SD-XL InstructPix2Pix and DiffEdit recipes (fixtures from tools/fixtures/sd_more.py).
 
-Every row also carries diffusers' own fp16 output (fp16.npz), so an fp16 cell shows both errors. DiffEdit has a row per entry point, each
-on its recorded inputs (generate_mask's 0 / 1 mask, invert's latents, the edit's image), and one for the three
-chained on msdiff's own mask and inversion.
+Every row also carries diffusers' own fp16 output (fp16.npz), so an fp16 cell shows both errors. DiffEdit has a
+row per entry point, each on its recorded inputs (generate_mask's 0 / 1 mask, invert's latents, the edit's image),
+and one for the three chained on msdiff's own mask and inversion. A flipped pixel of the binary mask is a large
+rel L2: in fp16 both diffusers and msdiff flip pixels whose fp32 map value lies near the 0.5 threshold.
 """
 import importlib
 import json
