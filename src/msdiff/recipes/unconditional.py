@@ -16,7 +16,8 @@ from mindspore import ops as mops
 
 from ..conditioning import CFG, NetInputs, compose
 from ..samplers import FiniteTracker, noise_source, resolve_sampler, sample_steps
-from ..settings import progress_bar, resolve_mode
+from ..samplers.loop import run_steps
+from ..settings import resolve_mode
 from .family import Family, diffusers_names
 from .latents import check_memory
 
@@ -115,18 +116,7 @@ def unconditional(components_or_unet, *, batch_size: int = 1, num_inference_step
                                 class_labels=class_labels, guidance_scale=guidance_scale,
                                 null_class_label=null_class_label, seed=seed, latents=latents, sampler=sampler,
                                 eta=eta, noise=noise, mode=mode, tracker=tracker)
-    bar = progress_bar(num_inference_steps, "sampling", enabled=progress)
-    x = latents
-    try:
-        for i, x in steps:
-            if bar is not None:
-                bar.update(1)
-            if callback is not None and callback(i, x):
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    tracker.check(x)
+    x = run_steps(steps, num_inference_steps, callback, tracker, latents, progress=progress, desc="sampling")
     return to_images(x, output_type)
 
 

@@ -172,9 +172,17 @@ def sample(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sample
     NonFiniteError (naming the first non-finite step) if the result holds inf/nan.
     """
     tracker = FiniteTracker() if tracker is None else tracker
-    bar = progress_bar(len(schedule))
+    steps = sample_steps(model, x, schedule, sampler, noise, mode=mode, tracker=tracker)
+    return run_steps(steps, len(schedule), callback, tracker, x)
+
+
+def run_steps(steps: Iterator[Tuple[int, Tensor]], total: int, callback=None, tracker: Optional[FiniteTracker] = None,
+              x: Optional[Tensor] = None, progress: Optional[bool] = None, desc: str = "denoising") -> Tensor:
+    """Drive a (call index, sample) iterator to its end: progress bar (msdiff.settings; progress=True / False forces
+    it), callback(i, x) after each call (True stops early), the tracker's non-finite check on the result."""
+    bar = progress_bar(total, desc, enabled=progress)
     try:
-        for i, x in sample_steps(model, x, schedule, sampler, noise, mode=mode, tracker=tracker):
+        for i, x in steps:
             if bar is not None:
                 bar.update(1)
             if callback is not None and callback(i, x):
@@ -182,5 +190,6 @@ def sample(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: Sample
     finally:
         if bar is not None:
             bar.close()
-    tracker.check(x)
+    if tracker is not None:
+        tracker.check(x)
     return x
