@@ -29,7 +29,7 @@ def image_tokens(components, ip_adapter_image, *, batch: int, guidance: bool) ->
     if not ipa.has_ip_adapter(components):
         raise ValueError("ip_adapter_image= needs an IP-Adapter: call msdiff.io.ip_adapter.load_ip_adapter first")
     state = ipa.ip_adapter_state(components)
-    encoder = state.image_encoder or components.extra.get("image_encoder")
+    encoder = state.image_encoder if state.image_encoder is not None else components.extra.get("image_encoder")
     if encoder is None:
         raise ValueError("ip_adapter_image: no image encoder (load_ip_adapter found no image_encoder/ folder beside "
                          "the adapter and the pipeline has none)")
