@@ -42,6 +42,7 @@ NETS: dict = {
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
     "PriorTransformer": "msdiff.nets.prior_transformer:PriorTransformer",
     "UnCLIPTextProjModel": "msdiff.nets.unclip_text_proj:UnCLIPTextProjModel",
+    "MultilingualCLIP": "msdiff.nets.multilingual_clip:MultilingualCLIP",  # Kandinsky 2.1's text encoder
 }
 
 TOKENIZERS: dict = {
@@ -51,6 +52,8 @@ TOKENIZERS: dict = {
     "CLIPTokenizerFast": "msdiff.tokenizer:CLIPTokenizer",
     "T5Tokenizer": "msdiff.tokenizer_t5:T5Tokenizer",  # from tokenizer.json only (no sentencepiece)
     "T5TokenizerFast": "msdiff.tokenizer_t5:T5Tokenizer",
+    "XLMRobertaTokenizer": "msdiff.tokenizer_t5:T5Tokenizer",  # tokenizer.json on `tokenizers`: the same right-padded
+    "XLMRobertaTokenizerFast": "msdiff.tokenizer_t5:T5Tokenizer",  # pipeline (<s> ... </s> from its post-processor)
 }
 
 
