@@ -40,7 +40,8 @@ def animatediff_components(sd_folder, motion_adapter, *, dtype="float32"):
     config = um.config_from_unet2d(read_config(sd / "unet"), read_config(adapter))
     with no_init_parameters():
         net = um.UNetMotionModel(config, dtype=parse_dtype(dtype))
-    load_weights(net, list(find_weight_files(sd / "unet")) + list(find_weight_files(adapter)), um.map_weights)
+    files = find_weight_files(sd / "unet")[1] + find_weight_files(adapter)[1]
+    load_weights(net, files, um.map_weights)
     net.set_train(False)
     components = load_pipeline(sd, dtype=dtype, skip=("safety_checker", "feature_extractor", "unet"))
     return dataclasses.replace(components, unet=net, pipeline_class="AnimateDiffPipeline")
