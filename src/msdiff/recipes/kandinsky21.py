@@ -69,7 +69,7 @@ def encode_prompt_mclip(components, prompt, negative_prompt=None, *, num_images_
 
 
 def _denoise(components, prompt, negative_prompt, image_embeds, negative_image_embeds, x, schedule, smp, noise_src,
-             *, guidance_scale, num_images_per_prompt, pieces=(), callback=None, mode=None, what="kandinsky"):
+             *, guidance_scale, num_images_per_prompt, pieces=(), callback=None, mode=None, what="kandinsky21"):
     unet = components.unet
     guided = guidance_scale > 1.0
     text, context = encode_prompt_mclip(components, prompt, negative_prompt,
@@ -94,7 +94,7 @@ def _start(components, prompt, num_images_per_prompt, height, width, seed, noise
 
 
 @diffusers_names
-def kandinsky(components, prompt, image_embeds, negative_image_embeds=None, negative_prompt=None, *,
+def kandinsky21(components, prompt, image_embeds, negative_image_embeds=None, negative_prompt=None, *,
               height: int = 512, width: int = 512, num_inference_steps: int = 100, guidance_scale: float = 4.0,
               num_images_per_prompt: int = 1, seed: Optional[int] = None, noise=None,
               latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None,
@@ -108,7 +108,7 @@ def kandinsky(components, prompt, image_embeds, negative_image_embeds=None, nega
     x = _denoise(components, prompt, negative_prompt, image_embeds, negative_image_embeds, x, schedule, smp,
                  noise_src, guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
                  callback=callback, mode=mode)
-    return movq_finish(components, x, output_type, "kandinsky")
+    return movq_finish(components, x, output_type, "kandinsky21")
 
 
 def img2img_noise_level(strength: float, num_train_timesteps: int = 1000) -> tuple:
@@ -120,7 +120,7 @@ def img2img_noise_level(strength: float, num_train_timesteps: int = 1000) -> tup
 
 
 @diffusers_names
-def kandinsky_img2img(components, prompt, image, image_embeds, negative_image_embeds=None, negative_prompt=None, *,
+def kandinsky21_img2img(components, prompt, image, image_embeds, negative_image_embeds=None, negative_prompt=None, *,
                       height: int = 512, width: int = 512, num_inference_steps: int = 100, strength: float = 0.3,
                       guidance_scale: float = 7.0, num_images_per_prompt: int = 1, seed: Optional[int] = None,
                       noise=None, sampler=None, callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None,
@@ -133,7 +133,7 @@ def kandinsky_img2img(components, prompt, image, image_embeds, negative_image_em
     x = movq.encode(pixels.astype(movq.compute_dtype)).astype(ms.float32)
     x = mops.repeat_interleave(x, num_images_per_prompt, 0)
     if tuple(x.shape) != shape:
-        raise ValueError(f"kandinsky_img2img: the image latents have shape {tuple(x.shape)}, the prompts need "
+        raise ValueError(f"kandinsky21_img2img: the image latents have shape {tuple(x.shape)}, the prompts need "
                          f"{shape} (one image per prompt, the same size as height x width)")
     schedule = make_schedule(smp, num_inference_steps, strength)
     a, b = img2img_noise_level(strength, smp.num_train_timesteps)
@@ -141,12 +141,12 @@ def kandinsky_img2img(components, prompt, image, image_embeds, negative_image_em
     x = Tensor(a) * x + Tensor(b) * noise_src.draw(shape)
     x = _denoise(components, prompt, negative_prompt, image_embeds, negative_image_embeds, x, schedule, smp,
                  noise_src, guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-                 callback=callback, mode=mode, what="kandinsky_img2img")
-    return movq_finish(components, x, output_type, "kandinsky_img2img")
+                 callback=callback, mode=mode, what="kandinsky21_img2img")
+    return movq_finish(components, x, output_type, "kandinsky21_img2img")
 
 
 @diffusers_names
-def kandinsky_inpaint(components, prompt, image, mask_image, image_embeds, negative_image_embeds=None,
+def kandinsky21_inpaint(components, prompt, image, mask_image, image_embeds, negative_image_embeds=None,
                       negative_prompt=None, *, height: int = 512, width: int = 512, num_inference_steps: int = 100,
                       guidance_scale: float = 4.0, num_images_per_prompt: int = 1, seed: Optional[int] = None,
                       noise=None, latents: Optional[Float[Tensor, "b c h w"]] = None, sampler=None,
@@ -164,8 +164,8 @@ def kandinsky_inpaint(components, prompt, image, mask_image, image_embeds, negat
     x = initial_noise(shape, noise_src, latents) * np.float32(schedule.init_noise_sigma)
     x = _denoise(components, prompt, negative_prompt, image_embeds, negative_image_embeds, x, schedule, smp,
                  noise_src, guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-                 pieces=(ExtraChannels(extra),), callback=callback, mode=mode, what="kandinsky_inpaint")
-    return movq_finish(components, x, output_type, "kandinsky_inpaint")
+                 pieces=(ExtraChannels(extra),), callback=callback, mode=mode, what="kandinsky21_inpaint")
+    return movq_finish(components, x, output_type, "kandinsky21_inpaint")
 
 
 def _keep_prompt(recipe) -> Callable:
@@ -183,12 +183,12 @@ def _keep_prompt(recipe) -> Callable:
 _OPTIONS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "prior": "prior", "prior_steps": "prior_steps",
             "size": "size", "guidance": "guidance_scale", "sampler": "sampler"}
 FAMILIES = (
-    Family("kandinsky21", kandinsky, ("KandinskyPipeline",), _OPTIONS, ("prompt",), steps=100,
-           prepare=_keep_prompt(kandinsky), help="Kandinsky 2.1: prior (--prior) then the text + image decoder"),
-    Family("kandinsky21_img2img", kandinsky_img2img, ("KandinskyImg2ImgPipeline",),
+    Family("kandinsky21", kandinsky21, ("KandinskyPipeline",), _OPTIONS, ("prompt",), steps=100,
+           prepare=_keep_prompt(kandinsky21), help="Kandinsky 2.1: prior (--prior) then the text + image decoder"),
+    Family("kandinsky21_img2img", kandinsky21_img2img, ("KandinskyImg2ImgPipeline",),
            {**_OPTIONS, "image": "image", "strength": "strength"}, ("prompt", "image"), steps=100,
-           prepare=_keep_prompt(kandinsky_img2img), help="Kandinsky 2.1 from --image at --strength"),
-    Family("kandinsky21_inpaint", kandinsky_inpaint, ("KandinskyInpaintPipeline",),
+           prepare=_keep_prompt(kandinsky21_img2img), help="Kandinsky 2.1 from --image at --strength"),
+    Family("kandinsky21_inpaint", kandinsky21_inpaint, ("KandinskyInpaintPipeline",),
            {**_OPTIONS, "image": "image", "mask": "mask_image"}, ("prompt", "image", "mask"), steps=100,
-           prepare=_keep_prompt(kandinsky_inpaint), help="Kandinsky 2.1: --mask's white region of --image repainted"),
+           prepare=_keep_prompt(kandinsky21_inpaint), help="Kandinsky 2.1: --mask's white region of --image repainted"),
 )
