@@ -57,7 +57,7 @@ def test_invalid_values_name_the_option(tmp_path, capsys, args, message):
 
 def test_unimplemented_pipeline_class_is_refused_by_name(tmp_path, capsys):
     """No fallback to a neighbouring recipe: a class msdiff does not implement names itself and the supported."""
-    for name in ("StableDiffusion3Pipeline", "ShapEPipeline", "KandinskyPipeline"):
+    for name in ("StableDiffusion3Pipeline", "ShapEPipeline", "StableCascadeDecoderPipeline"):
         folder = tmp_path / name
         shutil.copytree(SD, folder)
         index = json.loads((folder / "model_index.json").read_text())
@@ -194,3 +194,21 @@ def test_multi_controlnet_folder_from_the_cli(tmp_path, capsys):
     assert main(["generate", "--model", str(sd), "--image", str(images[0]), "--image", str(images[1]),
                  "--out", str(out)]) == 2
     assert "--image given 2 times" in _error(capsys)
+
+
+def test_prompts_file_loads_the_model_once(tmp_path, capsys, monkeypatch):
+    import msdiff
+    loads, real = [], msdiff.load_pipeline
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(msdiff, "load_pipeline", counting)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\na dog\n")
+    argv = ["generate", "--model", str(SD), "--prompts", str(prompts), "--out-dir", str(tmp_path / "out"),
+            "--steps", "1", "--size", "64x64", "--mode", "pynative"]
+    assert main(argv) == 0
+    assert "wrote 2 images" in capsys.readouterr().out
+    assert loads == [str(SD)]

@@ -261,10 +261,12 @@ def _generate_batch(args) -> int:
         raise ValueError("--prompt and --prompts exclude each other: put every prompt in the --prompts file")
     shared = {k: getattr(args, k, None) for k in _REPRO + _family_dests() if getattr(args, k, None) is not None}
 
+    loaded = {}  # the components, loaded once for every entry
+
     def one(fields):
         run = argparse.Namespace(**{**vars(args), **fields})
         run.size = tuple(run.size) if run.size is not None else None
-        result = generate(run)
+        result = generate(run, cache=loaded)
         return {"image": result["image"], **generation_parameters(run, result)}
 
     done = run_prompts(args.prompts, args.out_dir, one, defaults=shared, save=save_image)

@@ -7,6 +7,7 @@ the parser, so "given" means "not None".
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 # families whose --image may be given once per net (several ControlNets or adapters)
 _SEVERAL_IMAGES = ("controlnet", "t2i_adapter")
@@ -129,24 +130,46 @@ def recipe_kwargs(args, fam) -> dict:
     return kwargs
 
 
-def generate(args) -> dict:
-    """Run the recipe of args.model's pipeline class and return {"image", "steps", "sampler", "first_step_s",
-    "model", "pipeline_class", "class_label"}."""
+def _components_key(args) -> tuple:
+    """What the loaded components depend on: the same key reuses them (a --prompts run loads the model once)."""
+    return (str(args.model), args.dtype, tuple(getattr(args, "fp32_blocks", None) or ()),
+            tuple(getattr(args, "lora", None) or ()), tuple(getattr(args, "embedding", None) or ()),
+            getattr(args, "ip_adapter", None), getattr(args, "ip_adapter_scale", None))
+
+
+def load_components(args, class_name, cache: Optional[dict] = None):
+    """The pipeline's components with --lora / --embedding / --ip-adapter applied, from `cache` when the key
+    matches; (components, freshly loaded)."""
     import msdiff
+    key = _components_key(args)
+    if cache is not None and key in cache:
+        return cache[key], False
+    if class_name is None:
+        if getattr(args, "lora", None) or getattr(args, "embedding", None):
+            raise ValueError("--lora / --embedding need --model (a Stable Diffusion pipeline)")
+        return None, True
+    components = msdiff.load_pipeline(args.model, dtype=_dtype(args), fp32_blocks=fp32_plan(args))
+    if getattr(args, "lora", None) or getattr(args, "embedding", None):
+        from .io.lora import apply_addons, parse_lora_option
+        apply_addons(components, loras=[parse_lora_option(x) for x in args.lora or ()], embeddings=args.embedding or ())
+    if cache is not None:
+        cache.clear()  # one model at a time
+        cache[key] = components
+    return components, True
+
+
+def generate(args, cache: Optional[dict] = None) -> dict:
+    """Run the recipe of args.model's pipeline class and return {"image", "steps", "sampler", "first_step_s",
+    "model", "pipeline_class", "class_label"}. `cache` (a dict kept by the caller) keeps the loaded components
+    for the next call with the same model and add-ons."""
     from .recipes import family_of
     from .settings import progress_bar_config, resolve_mode
     args.mode = resolve_mode(args.mode)
     class_name = pipeline_class(args)
     fam = family_of(class_name)
     check_options(args, fam, class_name)
-    components = None if class_name is None else msdiff.load_pipeline(args.model, dtype=_dtype(args),
-                                                                       fp32_blocks=fp32_plan(args))
-    if components is not None and (getattr(args, "lora", None) or getattr(args, "embedding", None)):
-        from .io.lora import apply_addons, parse_lora_option
-        apply_addons(components, loras=[parse_lora_option(x) for x in args.lora or ()], embeddings=args.embedding or ())
-    elif class_name is None and (getattr(args, "lora", None) or getattr(args, "embedding", None)):
-        raise ValueError("--lora / --embedding need --model (a Stable Diffusion pipeline)")
-    if getattr(args, "verbose", False) and components is not None:
+    components, fresh = load_components(args, class_name, cache)
+    if getattr(args, "verbose", False) and components is not None and fresh:
         from .diagnose import format_plans
         print(format_plans(components), file=sys.stderr)
     kwargs = recipe_kwargs(args, fam)
@@ -156,7 +179,8 @@ def generate(args) -> dict:
     if getattr(args, "ip_adapter", None) or getattr(args, "ip_image", None):
         from .recipes.ip_adapter import cli_ip_adapter
         kwargs["ip_adapter_image"] = cli_ip_adapter(components, args.ip_adapter, args.ip_image,
-                                                    1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale)
+                                                    1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale,
+                                                    load=fresh)
     recipe = getattr(sys.modules.get(recipe.__module__), recipe.__name__, recipe)  # late-bound: patchable
     if class_name is None:
         kwargs["dtype"] = _dtype(args)

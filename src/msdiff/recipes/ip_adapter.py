@@ -68,9 +68,9 @@ def ip_pieces(components, tokens, guidance) -> tuple:
 
 
 
-def cli_ip_adapter(components, adapter, image, scale: float = 1.0):
+def cli_ip_adapter(components, adapter, image, scale: float = 1.0, load: bool = True):
     """The CLI's --ip-adapter FILE_OR_FOLDER --ip-image IMG [--ip-adapter-scale S]: the adapter loaded into the
-    components and the image (RGB PIL) to pass as ip_adapter_image."""
+    components (unless load=False: already there) and the image (RGB PIL) to pass as ip_adapter_image."""
     import PIL.Image
 
     if adapter is None or image is None:
@@ -81,5 +81,6 @@ def cli_ip_adapter(components, adapter, image, scale: float = 1.0):
         picture = PIL.Image.open(image).convert("RGB")
     except OSError as e:
         raise ValueError(f"--ip-image {image!r}: cannot read it as an image ({e})") from None
-    ipa.load_ip_adapter(components, adapter, scale=float(scale))
+    if load:
+        ipa.load_ip_adapter(components, adapter, scale=float(scale))
     return picture
