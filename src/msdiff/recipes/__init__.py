@@ -21,7 +21,7 @@ Which recipe serves which diffusers pipeline class is declared beside each recip
 `family_of(class_name)`.
 """
 from . import sd, steps
-from .animatediff import animatediff, animatediff_video_to_video
+from .animatediff import animatediff, animatediff_components, animatediff_video_to_video
 from .consistency import consistency
 from .controlnet import controlnet, controlnet_img2img, controlnet_inpaint
 from .dit import dit

@@ -51,7 +51,7 @@ def _check_unet(components, recipe: str) -> None:
     if type(components.unet).__name__ != "UNetMotionModel":
         raise ValueError(f"{recipe}: the pipeline's unet is a {type(components.unet).__name__}, not a "
                          f"UNetMotionModel: assemble one from an SD folder and a motion adapter with "
-                         f"recipes.animatediff.animatediff_components(sd_folder, motion_adapter_folder)")
+                         f"recipes.animatediff_components(sd_folder, motion_adapter_folder)")
 
 
 def _text(recipe: str, kwargs: dict) -> TextArgs:
