@@ -11,10 +11,12 @@ import numpy as np
 import PIL.Image
 import pytest
 from mindspore import Tensor
+from mindspore.nn.utils import no_init_parameters
+from test_unet_config import assert_one_to_one, msdiff_shapes
 
 import msdiff
 from msdiff.io.pipeline import Components
-from msdiff.io.registry import tokenizer_class
+from msdiff.io.registry import net_entry, tokenizer_class
 from msdiff.nets.multilingual_clip import config_from_diffusers, position_ids
 
 k21 = importlib.import_module("msdiff.recipes.kandinsky21")
@@ -92,3 +94,14 @@ def test_img2img_noise_level_is_diffusers_fixed_schedule():
     a, b = k21.img2img_noise_level(0.6)
     acp = np.cumprod(1 - np.linspace(0.0001, 0.02, 1000))[598]
     assert abs(float(a) - np.sqrt(acp)) < 1e-6 and abs(float(b) - np.sqrt(1 - acp)) < 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (FIX / "structure").glob("*.json")))
+def test_full_size_structure(name):
+    """Released layouts (M-CLIP XLM-R large, the 2.2 prior's ViT-bigG image encoder, both inpainting UNets) built
+    on torch's meta device: every parameter name and shape maps one to one."""
+    doc = json.loads((FIX / "structure" / f"{name}.json").read_text())
+    entry = net_entry(doc["config"]["_class_name"])
+    with no_init_parameters():
+        net = entry.cls(entry.config_from_diffusers(doc["config"]))
+    assert_one_to_one(doc["params"], msdiff_shapes(net), entry.map_weights)

@@ -26,17 +26,18 @@ _UNUSED = frozenset("hidden_dropout_prob attention_probs_dropout_prob classifier
 
 @dataclass(frozen=True)
 class MultilingualCLIPConfig:
-    """MCLIPConfig / XLMRobertaConfig fields that shape inference (the defaults: M-CLIP XLM-R large -> 768)."""
+    """MCLIPConfig / XLMRobertaConfig fields that shape inference. The defaults are transformers' class defaults
+    (a saved config.json omits a value equal to them), not the Kandinsky 2.1 checkpoint's (XLM-R large)."""
 
-    vocab_size: int = 250002
-    hidden_size: int = 1024
-    num_hidden_layers: int = 24
-    num_attention_heads: int = 16
-    intermediate_size: int = 4096
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
     hidden_act: str = "gelu"
-    max_position_embeddings: int = 514
-    type_vocab_size: int = 1
-    layer_norm_eps: float = 1e-5
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
     pad_token_id: int = 1
     position_embedding_type: str = "absolute"
     transformerDimensions: int = 1024
