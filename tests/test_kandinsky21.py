@@ -105,3 +105,18 @@ def test_full_size_structure(name):
     with no_init_parameters():
         net = entry.cls(entry.config_from_diffusers(doc["config"]))
     assert_one_to_one(doc["params"], msdiff_shapes(net), entry.map_weights)
+
+
+def test_cli_prepare_keeps_the_prompt_for_the_decoder():
+    """msdiff generate on a KandinskyPipeline folder: the prior runs on --prompt, the 2.1 decoder gets it too."""
+    import argparse
+
+    from msdiff.recipes import family_of
+    fam = family_of("KandinskyPipeline")
+    args = argparse.Namespace(model=str(FIX), dtype="fp32")
+    kwargs = {"prompt": "a red cat", "negative_prompt": "blurry", "prior": str(FIX / "prior"), "prior_steps": 2,
+              "seed": 1, "mode": "pynative", "num_inference_steps": 2}
+    recipe, out = fam.prepare(args, _components("k21"), kwargs)
+    assert recipe is k21.kandinsky21 and out["prompt"] == "a red cat" and out["negative_prompt"] == "blurry"
+    assert tuple(out["image_embeds"].shape) == (1, 12) and tuple(out["negative_image_embeds"].shape) == (1, 12)
+    assert "seed" not in out and hasattr(out["noise"], "draw")
