@@ -14,8 +14,8 @@ import pytest
 from mindspore import Tensor
 
 import msdiff
-from msdiff.recipes.kandinsky_prior import (encode_reference_image, kandinsky_prior, kandinsky_prior_emb2emb,
-                                            kandinsky_prior_interpolate)
+from msdiff.recipes.kandinsky_prior import (encode_reference_image, kandinsky21_prior_interpolate, kandinsky_prior,
+                                            kandinsky_prior_emb2emb, kandinsky_prior_interpolate)
 
 decoders = importlib.import_module("msdiff.recipes.kandinsky_decoders")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -53,8 +53,9 @@ def run_prior_case(name: str, mode: str = "pynative"):
     kw = dict(noise=list(d["noise"]), mode=mode, output_type="np")
     if name == "emb2emb":
         return kandinsky_prior_emb2emb(_prior(), image=PIL.Image.fromarray(d["image"]), **kw, **args), d
-    if name == "interpolate":
-        return kandinsky_prior_interpolate(_prior(), ["a red cat", PIL.Image.fromarray(d["image"])],
+    if name.startswith("interpolate"):
+        fn = kandinsky_prior_interpolate if name == "interpolate" else kandinsky21_prior_interpolate
+        return fn(_prior(), ["a red cat", PIL.Image.fromarray(d["image"])],
                                            latents=d["latents"], **kw, **args), d
     return kandinsky_prior(_prior(), latents=d["latents"], **kw, **args), d
 
@@ -73,7 +74,7 @@ def run_decoder_case(name: str, mode: str = "pynative", dtype: str = "float32"):
     return got, d
 
 
-@pytest.mark.parametrize("name", ["prior_cfg", "prior_negative", "prior21", "emb2emb", "interpolate"])
+@pytest.mark.parametrize("name", ["prior_cfg", "prior_negative", "prior21", "emb2emb", "interpolate", "interpolate21"])
 def test_prior_parity(name):
     out, d = run_prior_case(name)
     for key in ("image_embeds", "negative_image_embeds"):

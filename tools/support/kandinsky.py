@@ -67,6 +67,7 @@ def _k22(fix: Path):
 _LABELS = {"prior_cfg": "tiny, guidance 4, 2 per prompt, zero-image negative",
            "prior_negative": "tiny, guidance 3, negative prompt", "prior21": "tiny, 2 prompts, no guidance",
            "emb2emb": "tiny, strength 0.5, guidance 4", "interpolate": "tiny, V22 interpolate: a prompt and an image",
+           "interpolate21": "tiny, 2.1 interpolate: a prompt and an image, 2 per prompt",
            "img2img": "tiny, strength 0.6, guidance 4, 2 per embedding", "inpaint": "tiny, 9-channel UNet, guidance 4",
            "controlnet": "tiny, image_hint UNet, guidance 4, 2 per embedding",
            "controlnet_img2img": "tiny, strength 0.5, guidance 4",
@@ -129,15 +130,15 @@ def _prior_row(fix2: Path, name: str, meta: dict) -> Row:
         kw = dict(meta["args"], noise=list(d["noise"]), mode=mode, output_type="np")
         if name == "emb2emb":
             out = kp.kandinsky_prior_emb2emb(c, image=PIL.Image.fromarray(d["image"]), **kw)
-        elif name == "interpolate":
-            out = kp.kandinsky_prior_interpolate(c, ["a red cat", PIL.Image.fromarray(d["image"])],
-                                                 latents=d["latents"], **kw)
+        elif name.startswith("interpolate"):
+            fn = kp.kandinsky_prior_interpolate if name == "interpolate" else kp.kandinsky21_prior_interpolate
+            out = fn(c, ["a red cat", PIL.Image.fromarray(d["image"])], latents=d["latents"], **kw)
         else:
             out = kp.kandinsky_prior(c, latents=d["latents"], **kw)
         return [(getattr(out, k), d[k], diffusers_fp16(fix2, f"{name}:{k}", dtype))
                 for k in ("image_embeds", "negative_image_embeds")]
 
-    label = meta["pipeline_class"] + (".interpolate" if name == "interpolate" else "")
+    label = meta["pipeline_class"] + (".interpolate" if name.startswith("interpolate") else "")
     return Row(f"{label} ({_LABELS[name]})", "recipe", run)
 
 

@@ -28,7 +28,8 @@ from .dit import dit
 from .kandinsky import kandinsky_v22
 from .kandinsky_decoders import (kandinsky_v22_controlnet, kandinsky_v22_controlnet_img2img, kandinsky_v22_img2img,
                                  kandinsky_v22_inpaint)
-from .kandinsky_prior import kandinsky_prior, kandinsky_prior_emb2emb, kandinsky_prior_interpolate
+from .kandinsky_prior import (kandinsky21_prior_interpolate, kandinsky_prior, kandinsky_prior_emb2emb,
+                              kandinsky_prior_interpolate)
 from .kandinsky21 import kandinsky21, kandinsky21_img2img, kandinsky21_inpaint
 from .family import Family, families, family_of
 from .inpaint import inpaint

@@ -19,7 +19,7 @@ from ..conditioning import CFG, NetInputs, TakeChannels, compose
 from ..samplers import NonFiniteError, noise_source, resolve_sampler, sample
 from .family import Family, diffusers_names
 from .images import postprocess
-from .latents import initial_noise
+from .latents import initial_noise, vae_in
 
 _DEFAULT_SCHEDULER = {"_class_name": "DDPMScheduler"}
 
@@ -58,6 +58,12 @@ def movq_of(components):
     if movq is None:
         raise ValueError("the components have no 'movq' (a VQModel)")
     return movq
+
+
+def movq_in(components):
+    """The MoVQ to run: an fp32 copy of an fp16-loaded one (cached), as SD's VAE runs in fp32 by default."""
+    from types import SimpleNamespace
+    return vae_in(SimpleNamespace(vae=movq_of(components)), "float32")
 
 
 def movq_latent_size(height: int, width: int, scale_factor: int) -> tuple:
@@ -140,10 +146,10 @@ def movq_finish(components, x: Tensor, output_type: str, what: str = "kandinsky_
     """Latents (output_type "latent"), or the MoVQ decode (unquantized) as images."""
     if output_type == "latent":
         return x
-    movq = movq_of(components)
+    movq = movq_in(components)
     image = movq.decode(x.astype(movq.compute_dtype), force_not_quantize=True).astype(ms.float32)
     if not bool(mops.isfinite(image).all()):
-        raise NonFiniteError(f"{what}: the MoVQ decode produced inf/nan; load the movq in float32")
+        raise NonFiniteError(f"{what}: the MoVQ decode (fp32) produced inf/nan")
     return postprocess(image, output_type)
 
 

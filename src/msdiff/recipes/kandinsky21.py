@@ -19,7 +19,8 @@ from ..conditioning import CFG, ExtraChannels, NetInputs, TakeChannels, compose,
 from ..samplers import noise_source, resolve_sampler, sample
 from ..samplers import schedules as S
 from .family import Family, diffusers_names
-from .kandinsky import cli_prepare, image_embeds_batch, movq_finish, movq_latent_size, movq_of, movq_scale_factor
+from .kandinsky import (cli_prepare, image_embeds_batch, movq_finish, movq_in, movq_latent_size, movq_of,
+                        movq_scale_factor)
 from .kandinsky_decoders import _kept_mask, kandinsky_image
 from .latents import initial_noise
 from .prompts import _texts
@@ -130,7 +131,7 @@ def kandinsky21_img2img(components, prompt, image, image_embeds, negative_image_
     factor = movq_scale_factor(movq)
     shape, noise_src, smp = _start(components, prompt, num_images_per_prompt, height, width, seed, noise, sampler)
     pixels = kandinsky_image(image, height - height % factor, width - width % factor)
-    x = movq.encode(pixels.astype(movq.compute_dtype)).astype(ms.float32)
+    x = movq_in(components).encode(pixels).astype(ms.float32)
     x = mops.repeat_interleave(x, num_images_per_prompt, 0)
     if tuple(x.shape) != shape:
         raise ValueError(f"kandinsky21_img2img: the image latents have shape {tuple(x.shape)}, the prompts need "
@@ -157,7 +158,7 @@ def kandinsky21_inpaint(components, prompt, image, mask_image, image_embeds, neg
     movq = movq_of(components)
     shape, noise_src, smp = _start(components, prompt, num_images_per_prompt, height, width, seed, noise, sampler,
                                    movq.config.latent_channels)
-    image_latents = movq.encode(kandinsky_image(image, height, width).astype(movq.compute_dtype)).astype(ms.float32)
+    image_latents = movq_in(components).encode(kandinsky_image(image, height, width)).astype(ms.float32)
     keep = Tensor(_kept_mask(mask_image, height, width, tuple(image_latents.shape[-2:])))
     extra = mops.repeat_interleave(mops.concat([image_latents * keep, keep], axis=1), num_images_per_prompt, 0)
     schedule = make_schedule(smp, num_inference_steps)

@@ -19,7 +19,7 @@ from ..samplers import noise_source, resolve_sampler
 from .family import Family, diffusers_names
 from .images import _as_list, _pil_array, _to_pil, preprocess_image
 from .kandinsky import (_DEFAULT_SCHEDULER, DECODER_OPTIONS, cli_prepare, denoise, image_embeds_batch, movq_finish,
-                        movq_latent_size, movq_of, movq_scale_factor)
+                        movq_in, movq_latent_size, movq_of, movq_scale_factor)
 from .latents import initial_noise
 
 
@@ -62,7 +62,7 @@ def _img2img(components, image_embeds, image, negative_image_embeds, hint, *, he
     factor = movq_scale_factor(movq)
     height, width = height - height % factor, width - width % factor
     pixels = kandinsky_image(image, height, width)
-    latents = movq.encode(pixels.astype(movq.compute_dtype)).astype(ms.float32)
+    latents = movq_in(components).encode(pixels).astype(ms.float32)
     latents = mops.repeat_interleave(latents, num_images_per_prompt, 0)
     noise_src = noise_source(seed, noise)
     smp = resolve_sampler(getattr(components, "scheduler", None), sampler, default=_DEFAULT_SCHEDULER)
@@ -174,7 +174,7 @@ def kandinsky_v22_inpaint(components, image_embeds, image, mask_image, negative_
     embeds, _ = image_embeds_batch(image_embeds, negative_image_embeds, num_images_per_prompt, guidance_scale,
                                    "kandinsky_v22_inpaint")
     b = embeds.shape[0] // (2 if guidance_scale > 1.0 else 1)
-    image_latents = movq.encode(kandinsky_image(image, height, width).astype(movq.compute_dtype)).astype(ms.float32)
+    image_latents = movq_in(components).encode(kandinsky_image(image, height, width)).astype(ms.float32)
     keep = Tensor(_kept_mask(mask_image, height, width, tuple(image_latents.shape[-2:])))
     if keep.shape[0] != image_latents.shape[0]:
         raise ValueError(f"kandinsky_v22_inpaint: {keep.shape[0]} masks for {image_latents.shape[0]} images")

@@ -125,6 +125,10 @@ def _finish(components, embeds: Tensor, negative, output_type: str) -> PriorOutp
         zero = zero_image_embeds(components, embeds.shape[0])
     else:
         embeds, zero = mops.split(embeds, embeds.shape[0] // 2, axis=0)
+    return _output(embeds, zero, output_type)
+
+
+def _output(embeds: Tensor, zero: Tensor, output_type: str) -> PriorOutput:
     if output_type == "np":
         return PriorOutput(embeds.asnumpy(), zero.asnumpy())
     if output_type not in ("pt", "tensor"):
@@ -190,6 +194,29 @@ def kandinsky_prior_emb2emb(components, prompt, image, negative_prompt=None, *, 
     return _finish(components, embeds, negative, output_type)
 
 
+def _interpolation(components, images_and_prompts, weights, negative_prompt, negative_prior_prompt, *,
+                   tile_images: bool, num_images_per_prompt: int, seed, noise, output_type, **kw) -> tuple:
+    """(weighted embeddings, one per condition, the negative embedding): the prompts' prior embeddings [n, d] and
+    the images' CLIP embeddings (tiled to n rows with tile_images), then the prior of `negative_prompt`."""
+    if len(images_and_prompts) != len(weights):
+        raise ValueError(f"kandinsky_prior_interpolate: {len(images_and_prompts)} images_and_prompts but "
+                         f"{len(weights)} weights")
+    kw = dict(kw, num_images_per_prompt=num_images_per_prompt, noise=noise_source(seed, noise))
+    parts = []
+    for cond, weight in zip(images_and_prompts, weights):
+        if isinstance(cond, str):
+            emb = kandinsky_prior(components, cond, negative_prior_prompt, **kw).image_embeds
+        elif isinstance(cond, (Tensor, np.ndarray)) or hasattr(cond, "convert"):
+            emb = encode_reference_image(components, cond if not hasattr(cond, "convert") else [cond])
+            emb = mops.tile(emb, (num_images_per_prompt, 1)) if tile_images else emb
+        else:
+            raise ValueError(f"kandinsky_prior_interpolate: images_and_prompts holds {type(cond).__name__}; "
+                             f"expected str, PIL image or Tensor")
+        parts.append(emb * np.float32(weight))
+    zero = kandinsky_prior(components, negative_prompt, negative_prior_prompt, **kw)
+    return parts, zero.negative_image_embeds if negative_prompt == "" else zero.image_embeds
+
+
 @diffusers_names
 def kandinsky_prior_interpolate(components, images_and_prompts: Sequence, weights: Sequence[float], *,
                                 num_images_per_prompt: int = 1, num_inference_steps: int = 25,
@@ -198,29 +225,33 @@ def kandinsky_prior_interpolate(components, images_and_prompts: Sequence, weight
                                 noise=None, sampler=None, mode: Optional[str] = None,
                                 output_type: str = "pt") -> PriorOutput:
     """The weighted sum of prompts' prior embeddings and images' CLIP embeddings, with the negative embedding of
-    `negative_prompt` (diffusers' KandinskyV22PriorPipeline.interpolate; the prior runs draw from one noise
-    source, in order)."""
-    if len(images_and_prompts) != len(weights):
-        raise ValueError(f"kandinsky_prior_interpolate: {len(images_and_prompts)} images_and_prompts but "
-                         f"{len(weights)} weights")
-    noise_src = noise_source(seed, noise)
-    kw = dict(num_images_per_prompt=num_images_per_prompt, num_inference_steps=num_inference_steps,
-              latents=latents, guidance_scale=guidance_scale, noise=noise_src, sampler=sampler, mode=mode)
-    total = None
-    for cond, weight in zip(images_and_prompts, weights):
-        if isinstance(cond, str):
-            emb = kandinsky_prior(components, cond, negative_prior_prompt, **kw).image_embeds
-        elif isinstance(cond, (Tensor, np.ndarray)) or hasattr(cond, "convert"):
-            emb = encode_reference_image(components, cond if not hasattr(cond, "convert") else [cond])
-            emb = mops.tile(emb, (num_images_per_prompt, 1))
-        else:
-            raise ValueError(f"kandinsky_prior_interpolate: images_and_prompts holds {type(cond).__name__}; "
-                             f"expected str, PIL image or Tensor")
-        emb = emb * np.float32(weight)
-        total = emb if total is None else total + emb
-    zero = kandinsky_prior(components, negative_prompt, negative_prior_prompt, **kw)
-    zero = zero.negative_image_embeds if negative_prompt == "" else zero.image_embeds
-    return _finish(components, mops.concat([total, zero], axis=0), True, output_type)
+    `negative_prompt` (diffusers' KandinskyV22PriorPipeline.interpolate: [n, d] each; the prior runs draw from
+    one noise source, in order)."""
+    parts, zero = _interpolation(components, images_and_prompts, weights, negative_prompt, negative_prior_prompt,
+                                 tile_images=True, num_images_per_prompt=num_images_per_prompt, seed=seed,
+                                 noise=noise, output_type=output_type, num_inference_steps=num_inference_steps,
+                                 latents=latents, guidance_scale=guidance_scale, sampler=sampler, mode=mode)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return _output(total, zero, output_type)
+
+
+@diffusers_names
+def kandinsky21_prior_interpolate(components, images_and_prompts: Sequence, weights: Sequence[float], *,
+                                  num_images_per_prompt: int = 1, num_inference_steps: int = 25,
+                                  latents: Optional[Float[Tensor, "b d"]] = None, negative_prior_prompt=None,
+                                  negative_prompt: str = "", guidance_scale: float = 4.0,
+                                  seed: Optional[int] = None, noise=None, sampler=None, mode: Optional[str] = None,
+                                  output_type: str = "pt") -> PriorOutput:
+    """Kandinsky 2.1's interpolate (diffusers' KandinskyPriorPipeline.interpolate): every weighted row summed into
+    one embedding [1, d] (images enter once, prompts with their num_images_per_prompt rows); negative [n, d]."""
+    parts, zero = _interpolation(components, images_and_prompts, weights, negative_prompt, negative_prior_prompt,
+                                 tile_images=False, num_images_per_prompt=num_images_per_prompt, seed=seed,
+                                 noise=noise, output_type=output_type, num_inference_steps=num_inference_steps,
+                                 latents=latents, guidance_scale=guidance_scale, sampler=sampler, mode=mode)
+    total = mops.concat(parts, axis=0).sum(axis=0, keepdims=True)
+    return _output(total, zero, output_type)
 
 
 def _cli(args, components, kwargs: dict) -> tuple:
