@@ -17,6 +17,7 @@ from mindspore import ops as mops
 from ..blocks.added_embeddings import (ImageHintTimeEmbedding, ImageProjection, ImageTimeEmbedding,
                                        TextImageProjection, TextImageTimeEmbedding, TextTimeEmbedding)
 from ..blocks.embeddings import TimestepEmbedding, Timesteps, batch_timesteps
+from ..blocks.gligen import add_fusers, position_net
 from ..blocks.layers import Conv2d, Embedding, GroupNorm, Linear
 from ..blocks.simple_cross_attn import (ResnetDownsampleBlock2D, ResnetUpsampleBlock2D, SimpleCrossAttnDownBlock2D,
                                         SimpleCrossAttnUpBlock2D, UNetMidBlock2DSimpleCrossAttn)
@@ -73,14 +74,16 @@ class UNet2DConditionConfig:
     cross_attention_norm: Optional[str] = None
     conv_in_kernel: int = 3
     conv_out_kernel: int = 3
+    attention_type: str = "default"
+    act_fn: str = "silu"  # "gelu": DeepFloyd IF (resnets, time / class embeddings, the output activation)
 
 
 # key -> the values msdiff implements; any other value changes the architecture and is refused.
 _FIXED = {
-    "act_fn": ("silu", "swish"), "class_embed_type": (None, "timestep", "identity", "projection"),
+    "act_fn": ("silu", "swish", "gelu"), "class_embed_type": (None, "timestep", "identity", "projection"),
     "class_embeddings_concat": (False,), "encoder_hid_dim_type": (None, "text_proj", "text_image_proj", "image_proj"),
     "time_embedding_type": ("positional",), "time_embedding_act_fn": (None, "silu", "swish", "gelu"),
-    "timestep_post_act": (None,), "attention_type": ("default",), "cross_attention_norm": (None, "group_norm"),
+    "timestep_post_act": (None,), "attention_type": ("default", "gated", "gated-text-image"), "cross_attention_norm": (None, "group_norm"),
     "dual_cross_attention": (False,), "num_attention_heads": (None,),
     "addition_embed_type": (None, "text_time", "text", "text_image", "image", "image_hint"),
     "mid_block_type": ("UNetMidBlock2DCrossAttn", "UNetMidBlock2DSimpleCrossAttn"),
@@ -108,6 +111,11 @@ def config_from_diffusers(d: dict) -> UNet2DConditionConfig:
             raise ValueError(f"{name}: block type {t!r} is not supported by msdiff")
     if cfg.norm_num_groups is None:
         raise ValueError(f"{name}: norm_num_groups=None is not supported by msdiff")
+    plain = [t for t in cfg.down_block_types + cfg.up_block_types + (cfg.mid_block_type,)
+             if t not in _SIMPLE_DOWN and t not in _SIMPLE_UP and t != "UNetMidBlock2DSimpleCrossAttn"]
+    if cfg.act_fn == "gelu" and plain:
+        raise ValueError(f"{name}: act_fn 'gelu' is supported with the simple-cross-attention / resnet-resampled "
+                         f"blocks only (DeepFloyd IF), not with {plain[0]!r}")
     if cfg.addition_embed_type == "text_time" and not (cfg.addition_time_embed_dim
                                                        and cfg.projection_class_embeddings_input_dim):
         raise ValueError(f"{name}: addition_embed_type 'text_time' needs addition_time_embed_dim "
@@ -138,7 +146,8 @@ def per_block(value, n: int) -> tuple:
 
 def _simple_kwargs(c, kind: str, head_dim, cross_dim, only_cross: bool) -> dict:
     """Constructor arguments of the resnet-resampled blocks beyond the common ones."""
-    kwargs = dict(skip_time_act=c.resnet_skip_time_act, output_scale_factor=c.resnet_out_scale_factor)
+    kwargs = dict(skip_time_act=c.resnet_skip_time_act, output_scale_factor=c.resnet_out_scale_factor,
+                  resnet_act_fn=getattr(c, "act_fn", "silu"))
     if kind.startswith("SimpleCrossAttn"):
         kwargs.update(attention_head_dim=head_dim, cross_attention_dim=cross_dim, only_cross_attention=only_cross,
                       cross_attention_norm=c.cross_attention_norm)
@@ -186,7 +195,7 @@ def make_mid_block(c, heads: tuple, temb: int, dtype) -> nn.Cell:
         return UNetMidBlock2DSimpleCrossAttn(
             c.block_out_channels[-1], temb, attention_head_dim=heads[-1], cross_attention_dim=cross,
             skip_time_act=c.resnet_skip_time_act, only_cross_attention=only_cross,
-            cross_attention_norm=c.cross_attention_norm, **common)
+            cross_attention_norm=c.cross_attention_norm, resnet_act_fn=getattr(c, "act_fn", "silu"), **common)
     return UNetMidBlock2DCrossAttn(
         c.block_out_channels[-1], temb, transformer_layers_per_block=per_block(c.transformer_layers_per_block, n)[-1],
         num_attention_heads=heads[-1], cross_attention_dim=cross, use_linear_projection=c.use_linear_projection,
@@ -202,7 +211,8 @@ class TimeConditioned(nn.Cell):
     def _init_time_embedding(self, c, temb: int, cond_proj_dim, dtype) -> None:
         boc0 = c.block_out_channels[0]
         self.time_proj = Timesteps(boc0, c.flip_sin_to_cos, c.freq_shift)
-        self.time_embedding = TimestepEmbedding(boc0, temb, cond_proj_dim=cond_proj_dim, dtype=dtype)
+        self.time_embedding = TimestepEmbedding(boc0, temb, cond_proj_dim=cond_proj_dim, dtype=dtype,
+                                                act_fn=getattr(c, "act_fn", "silu"))
         self.add_time_proj = self.add_embedding = None
         if c.addition_embed_type == "text_time":
             self.add_time_proj = Timesteps(c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
@@ -237,8 +247,10 @@ def _extra_conditioning(c, temb: int, dtype) -> tuple:
             "text_image_proj": lambda: TextImageProjection(hid, cross, cross, dtype=dtype),
             "image_proj": lambda: ImageProjection(hid, cross, dtype=dtype)}[c.encoder_hid_dim_type]
     boc0 = c.block_out_channels[0]
-    klass = {None: None, "identity": None, "timestep": lambda: TimestepEmbedding(boc0, temb, dtype=dtype),
-             "projection": lambda: TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype)}
+    act = c.act_fn
+    klass = {None: None, "identity": None, "timestep": lambda: TimestepEmbedding(boc0, temb, dtype=dtype, act_fn=act),
+             "projection": lambda: TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, dtype=dtype,
+                                                     act_fn=act)}
     klass = klass[c.class_embed_type]
     if c.class_embed_type is None and c.num_class_embeds is not None:
         klass = lambda: Embedding(c.num_class_embeds, temb, dtype=dtype)  # noqa: E731
@@ -305,6 +317,10 @@ class UNet2DConditionModel(TimeConditioned):
         self.conv_norm_out = GroupNorm(groups, boc[0], eps=eps, dtype=dtype)
         self.conv_out = Conv2d(boc[0], c.out_channels, c.conv_out_kernel, padding=(c.conv_out_kernel - 1) // 2,
                                dtype=dtype)
+        self.position_net = None
+        if c.attention_type != "default":  # GLIGEN: grounding tokens fused into every transformer block
+            add_fusers(self, dtype)
+            self.position_net = position_net(c.attention_type, c.cross_attention_dim, dtype)
 
     def _class_embedding(self, class_labels, b: int):
         kind = self.config.class_embed_type
@@ -361,11 +377,14 @@ class UNet2DConditionModel(TimeConditioned):
                   timestep_cond: Float[Tensor, "b p"] = None, down_block_additional_residuals: tuple = None,
                   mid_block_additional_residual: Float[Tensor, "b c h2 w2"] = None,
                   down_intrablock_additional_residuals: tuple = None, added_cond_kwargs: dict = None,
-                  class_labels: Tensor = None, attention_mask: Float[Tensor, "b n"] = None) -> Float[Tensor, "b o h w"]:
+                  class_labels: Tensor = None, attention_mask: Float[Tensor, "b n"] = None,
+                  gligen: tuple = None) -> Float[Tensor, "b o h w"]:
         """ControlNet residuals (one per skip, plus the mid-block's; both or neither) are added to the skips
         and the mid-block output; T2I-Adapter features (down_intrablock_additional_residuals) go one per down
         block in order, and a remaining one of the mid-block's shape is added to its output (T2I-Adapter-XL).
-        attention_mask (1 keep, 0 drop) masks the context tokens in the simple-cross-attention blocks (unCLIP)."""
+        attention_mask (1 keep, 0 drop) masks the context tokens in the simple-cross-attention blocks (unCLIP).
+        gligen (attention_type "gated*"): (position_net's inputs..., fuser scale); the transformer blocks then get
+        (context, grounding tokens, scale) as their context (blocks/gligen.py)."""
         sample = sample.astype(self.compute_dtype)
         context = None if encoder_hidden_states is None else encoder_hidden_states.astype(self.compute_dtype)
         b, _, h, w = sample.shape
@@ -375,6 +394,10 @@ class UNet2DConditionModel(TimeConditioned):
             sample = 2 * sample - 1.0
         emb, context, sample = self._embeddings(sample, timestep, context, text_embeds, time_ids, timestep_cond,
                                                 added_cond_kwargs, class_labels)
+        if gligen is not None:
+            if self.position_net is None:
+                raise ValueError("UNet2DConditionModel: gligen inputs need a GLIGEN UNet (attention_type 'gated')")
+            context = (context, self.position_net(*gligen[:-1]), gligen[-1])
         mask = None
         if attention_mask is not None:
             mask = ((1 - attention_mask.astype(self.compute_dtype)) * -10000.0).reshape(b, 1, -1)
@@ -422,5 +445,5 @@ class UNet2DConditionModel(TimeConditioned):
             else:
                 sample = block(sample, res, emb, context, size)
 
-        sample = ops.silu(self.conv_norm_out(sample))
+        sample = ops.activate(self.conv_norm_out(sample), self.config.act_fn)
         return self.conv_out(sample)

@@ -40,6 +40,7 @@ from .pixart import pixart
 from .depth2img import depth_to_image
 from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
+from .gligen import gligen
 from .i2vgen_xl import i2vgen_xl
 from .sd_run import sd_denoise
 from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_image, encode_prompt, encode_prompt_xl,
