@@ -36,11 +36,13 @@ class Timesteps(nn.Cell):
 
 
 class TimestepEmbedding(nn.Cell):
-    """linear_1 -> SiLU -> linear_2, with LCM's optional `cond_proj` of a guidance embedding added first."""
+    """linear_1 -> SiLU (or act_fn "gelu", DeepFloyd IF) -> linear_2, with LCM's optional `cond_proj` of a guidance
+    embedding added first."""
 
     def __init__(self, in_channels: int, time_embed_dim: int, out_dim: int = None, cond_proj_dim: int = None,
-                 dtype=ms.float32):
+                 dtype=ms.float32, act_fn: str = "silu"):
         super().__init__()
+        self.act_fn = act_fn
         self.linear_1 = Linear(in_channels, time_embed_dim, dtype=dtype)
         self.cond_proj = Linear(cond_proj_dim, in_channels, bias=False, dtype=dtype) if cond_proj_dim else None
         self.linear_2 = Linear(time_embed_dim, out_dim or time_embed_dim, dtype=dtype)
@@ -48,4 +50,4 @@ class TimestepEmbedding(nn.Cell):
     def construct(self, sample: Float[Tensor, "b c"], condition: Float[Tensor, "b d"] = None) -> Float[Tensor, "b e"]:
         if condition is not None:
             sample = sample + self.cond_proj(condition)
-        return self.linear_2(ops.silu(self.linear_1(sample)))
+        return self.linear_2(ops.activate(self.linear_1(sample), self.act_fn))

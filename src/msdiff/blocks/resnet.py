@@ -9,7 +9,7 @@ from .resampling import avg_pool_2x2
 
 
 class ResnetBlock2D(nn.Cell):
-    """diffusers' ResnetBlock2D (pre-norm, SiLU); dropout is an inference no-op and is not kept.
+    """diffusers' ResnetBlock2D (pre-norm, SiLU or the config's act_fn: "gelu" for DeepFloyd IF); dropout is an inference no-op and is not kept.
 
     time_embedding_norm "default" adds the projected embedding before norm2; "scale_shift" applies
     norm2(h) * (1 + scale) + shift. temb_channels=None drops `time_emb_proj` (VAE blocks). The shortcut,
@@ -22,8 +22,10 @@ class ResnetBlock2D(nn.Cell):
     def __init__(self, in_channels: int, out_channels: int = None, temb_channels: int = 512, groups: int = 32,
                  groups_out: int = None, eps: float = 1e-6, time_embedding_norm: str = "default",
                  output_scale_factor: float = 1.0, use_in_shortcut: bool = None, conv_shortcut_bias: bool = True,
-                 conv_2d_out_channels: int = None, skip_time_act: bool = False, dtype=ms.float32):
+                 conv_2d_out_channels: int = None, skip_time_act: bool = False, dtype=ms.float32,
+                 act_fn: str = "silu"):
         super().__init__()
+        self.act_fn = act_fn
         if time_embedding_norm not in ("default", "scale_shift"):
             raise ValueError(f"ResnetBlock2D: unsupported time_embedding_norm {time_embedding_norm!r}")
         out_channels = out_channels or in_channels
@@ -50,11 +52,11 @@ class ResnetBlock2D(nn.Cell):
         return h, x
 
     def construct(self, x: Float[Tensor, "b c h w"], temb: Float[Tensor, "b t"] = None) -> Float[Tensor, "b o h w"]:
-        h = ops.silu(self.norm1(x))
+        h = ops.activate(self.norm1(x), self.act_fn)
         h, x = self._resample(h, x)
         h = self.conv1(h)
         if self.time_emb_proj is not None and temb is not None:
-            t = temb if self.skip_time_act else ops.silu(temb)
+            t = temb if self.skip_time_act else ops.activate(temb, self.act_fn)
             t = self.time_emb_proj(t)[:, :, None, None]
             if self.time_embedding_norm == "scale_shift":
                 scale, shift = t.chunk(2, axis=1)
@@ -65,7 +67,7 @@ class ResnetBlock2D(nn.Cell):
             if self.time_embedding_norm == "scale_shift":
                 raise ValueError("ResnetBlock2D: time_embedding_norm 'scale_shift' needs temb")
             h = self.norm2(h)
-        h = self.conv2(ops.silu(h))
+        h = self.conv2(ops.activate(h, self.act_fn))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         out = x + h

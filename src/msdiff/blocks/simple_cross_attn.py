@@ -76,9 +76,10 @@ class AddedKVAttention(nn.Cell):
 
 
 def _resnet(in_channels: int, out_channels: int, temb_channels: int, groups: int, eps: float, shift: str,
-            skip_time_act: bool, output_scale_factor: float, dtype, cls=ResnetBlock2D) -> ResnetBlock2D:
+            skip_time_act: bool, output_scale_factor: float, dtype, act_fn: str = "silu",
+            cls=ResnetBlock2D) -> ResnetBlock2D:
     return cls(in_channels, out_channels, temb_channels, groups, eps=eps, time_embedding_norm=shift,
-               output_scale_factor=output_scale_factor, skip_time_act=skip_time_act, dtype=dtype)
+               output_scale_factor=output_scale_factor, skip_time_act=skip_time_act, dtype=dtype, act_fn=act_fn)
 
 
 def _added_kv_attentions(num_layers: int, channels: int, head_dim: int, cross_attention_dim: int, groups: int,
@@ -95,10 +96,10 @@ class ResnetDownsampleBlock2D(nn.Cell):
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, num_layers: int = 1,
                  resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default", resnet_groups: int = 32,
                  output_scale_factor: float = 1.0, add_downsample: bool = True, skip_time_act: bool = False,
-                 dtype=ms.float32):
+                 dtype=ms.float32, resnet_act_fn: str = "silu"):
         super().__init__()
         args = (temb_channels, resnet_groups, resnet_eps, resnet_time_scale_shift, skip_time_act,
-                output_scale_factor, dtype)
+                output_scale_factor, dtype, resnet_act_fn)
         self.resnets = nn.CellList([_resnet(in_channels if i == 0 else out_channels, out_channels, *args)
                                     for i in range(num_layers)])
         self.downsamplers = None
@@ -130,9 +131,9 @@ class SimpleCrossAttnDownBlock2D(ResnetDownsampleBlock2D):
                  resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default", resnet_groups: int = 32,
                  attention_head_dim: int = 1, cross_attention_dim: int = 1280, output_scale_factor: float = 1.0,
                  add_downsample: bool = True, skip_time_act: bool = False, only_cross_attention: bool = False,
-                 cross_attention_norm: str = None, dtype=ms.float32):
+                 cross_attention_norm: str = None, dtype=ms.float32, resnet_act_fn: str = "silu"):
         super().__init__(in_channels, out_channels, temb_channels, num_layers, resnet_eps, resnet_time_scale_shift,
-                         resnet_groups, output_scale_factor, add_downsample, skip_time_act, dtype)
+                         resnet_groups, output_scale_factor, add_downsample, skip_time_act, dtype, resnet_act_fn)
         self.attentions = _added_kv_attentions(num_layers, out_channels, attention_head_dim, cross_attention_dim,
                                                resnet_groups, only_cross_attention, cross_attention_norm, dtype)
 
@@ -146,10 +147,10 @@ class ResnetUpsampleBlock2D(nn.Cell):
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, temb_channels: int,
                  num_layers: int = 1, resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default",
                  resnet_groups: int = 32, output_scale_factor: float = 1.0, add_upsample: bool = True,
-                 skip_time_act: bool = False, dtype=ms.float32):
+                 skip_time_act: bool = False, dtype=ms.float32, resnet_act_fn: str = "silu"):
         super().__init__()
         args = (temb_channels, resnet_groups, resnet_eps, resnet_time_scale_shift, skip_time_act,
-                output_scale_factor, dtype)
+                output_scale_factor, dtype, resnet_act_fn)
         resnets = []
         for i in range(num_layers):
             skip_channels = in_channels if i == num_layers - 1 else out_channels
@@ -183,10 +184,11 @@ class SimpleCrossAttnUpBlock2D(ResnetUpsampleBlock2D):
                  num_layers: int = 1, resnet_eps: float = 1e-6, resnet_time_scale_shift: str = "default",
                  resnet_groups: int = 32, attention_head_dim: int = 1, cross_attention_dim: int = 1280,
                  output_scale_factor: float = 1.0, add_upsample: bool = True, skip_time_act: bool = False,
-                 only_cross_attention: bool = False, cross_attention_norm: str = None, dtype=ms.float32):
+                 only_cross_attention: bool = False, cross_attention_norm: str = None, dtype=ms.float32,
+                 resnet_act_fn: str = "silu"):
         super().__init__(in_channels, prev_output_channel, out_channels, temb_channels, num_layers, resnet_eps,
                          resnet_time_scale_shift, resnet_groups, output_scale_factor, add_upsample, skip_time_act,
-                         dtype)
+                         dtype, resnet_act_fn)
         self.attentions = _added_kv_attentions(num_layers, out_channels, attention_head_dim, cross_attention_dim,
                                                resnet_groups, only_cross_attention, cross_attention_norm, dtype)
 
@@ -200,10 +202,11 @@ class UNetMidBlock2DSimpleCrossAttn(nn.Cell):
     def __init__(self, in_channels: int, temb_channels: int, num_layers: int = 1, resnet_eps: float = 1e-6,
                  resnet_time_scale_shift: str = "default", resnet_groups: int = 32, attention_head_dim: int = 1,
                  output_scale_factor: float = 1.0, cross_attention_dim: int = 1280, skip_time_act: bool = False,
-                 only_cross_attention: bool = False, cross_attention_norm: str = None, dtype=ms.float32):
+                 only_cross_attention: bool = False, cross_attention_norm: str = None, dtype=ms.float32,
+                 resnet_act_fn: str = "silu"):
         super().__init__()
         args = (temb_channels, resnet_groups, resnet_eps, resnet_time_scale_shift, skip_time_act,
-                output_scale_factor, dtype)
+                output_scale_factor, dtype, resnet_act_fn)
         self.resnets = nn.CellList([_resnet(in_channels, in_channels, *args) for _ in range(num_layers + 1)])
         self.attentions = _added_kv_attentions(num_layers, in_channels, attention_head_dim, cross_attention_dim,
                                                resnet_groups, only_cross_attention, cross_attention_norm, dtype)

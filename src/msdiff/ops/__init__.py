@@ -1,5 +1,5 @@
 """Precision-explicit tensor primitives; the only layer that knows the backend."""
-from .activation import geglu, gelu, quick_gelu, silu
+from .activation import activate, geglu, gelu, quick_gelu, silu
 from .attention import attention, softmax_bmm_attention
 from .conv import conv2d, conv3d, conv_transpose2d, linear, temporal_conv
 from .embedding import timestep_embedding
@@ -9,7 +9,7 @@ from .pool import adaptive_avg_pool2d
 from .resample import embedding, interpolate, pad
 
 __all__ = [
-    "adaptive_avg_pool2d", "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding",
+    "activate", "adaptive_avg_pool2d", "attention", "conv2d", "conv3d", "conv_transpose2d", "downsample_fir", "embedding",
     "geglu", "gelu", "global_response_norm", "group_norm", "interpolate", "layer_norm", "linear", "pad", "quick_gelu",
     "rms_norm", "silu", "softmax_bmm_attention", "temporal_conv", "timestep_embedding", "upfirdn2d", "upsample_fir",
 ]

@@ -32,6 +32,17 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     return _back(ops.gelu(_fp32_on_cpu(x), approximate=approximate), x.dtype)
 
 
+_ACTIVATIONS = ("silu", "swish", "gelu")
+
+
+def activate(x: Tensor, name: str) -> Tensor:
+    """The activation a diffusers config names (act_fn): "silu" / "swish" (silu) or "gelu" (exact, erf)."""
+    check(name in _ACTIVATIONS, "activate", f"act_fn must be one of {_ACTIVATIONS}, got {name!r}")
+    if name == "gelu":
+        return gelu(x)
+    return silu(x)
+
+
 def quick_gelu(x: Tensor) -> Tensor:
     """fp32 compute on CPU, output in x.dtype: CLIP's x * sigmoid(1.702 x)."""
     xf = _fp32_on_cpu(x)
