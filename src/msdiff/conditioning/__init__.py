@@ -17,6 +17,8 @@ from .control import Adapter, ControlNet
 from .guidance import CFG, NoGuidance, Pix2Pix, cfg_batch
 from .pieces import Blend, ExtraChannels, NetInputs, Piece, TakeChannels
 from .start import make_schedule, start_from_image, truncate
+from .variance import CFGVariance
 
 __all__ = ["compose", "scales_at", "Adapter", "ControlNet", "CFG", "NoGuidance", "Pix2Pix", "cfg_batch", "Blend",
-           "ExtraChannels", "NetInputs", "Piece", "TakeChannels", "make_schedule", "start_from_image", "truncate"]
+           "ExtraChannels", "NetInputs", "Piece", "TakeChannels", "make_schedule", "start_from_image", "truncate",
+           "CFGVariance"]

@@ -38,6 +38,8 @@ from .lcm import lcm_image_to_image, lcm_text_to_image
 from .ldm import ldm_super_resolution, ldm_text_to_image
 from .pixart import pixart
 from .depth2img import depth_to_image
+from .deepfloyd_if import deepfloyd_if_img2img, deepfloyd_if_inpaint, deepfloyd_if_text_to_image
+from .if_superres import deepfloyd_if_img2img_superres, deepfloyd_if_inpaint_superres, deepfloyd_if_superres
 from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
 from .gligen import gligen
