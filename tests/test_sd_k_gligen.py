@@ -1,7 +1,7 @@
-"""GLIGEN against diffusers 0.35.2 (tools/fixtures/sd_k_gligen.py).
+"""GLIGEN and the x2 latent upscaler against diffusers 0.35.2 (tools/fixtures/sd_k_gligen.py).
 
-PyNative fp32 images within 1e-4 of diffusers per pipeline, the GLIGEN UNet (fusers + position_net) within rel L2
-1e-5, one graph case; the released structure maps one to one; bad grounding input is a one-line ValueError. Graph
+PyNative fp32 images within 1e-4 of diffusers per pipeline, the GLIGEN UNet (fusers + position_net) and the K-block
+UNet within rel L2 1e-5, one graph case; the released structures map one to one; bad grounding input is a one-line ValueError. Graph
 mode and fp16 of every case are measured by tools/support/sd_k_gligen.py.
 """
 import functools
@@ -11,14 +11,17 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
+import PIL.Image
 import pytest
 from mindspore import Tensor
 from mindspore.nn.utils import no_init_parameters
 
 import msdiff
 from msdiff.nets import unet_2d_condition as u
+from msdiff.nets import unet_k
 from msdiff.recipes import family_of
 from msdiff.recipes.gligen import gligen
+from msdiff.recipes.latent_upscale import latent_upscale
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sd_k_gligen"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
@@ -34,6 +37,10 @@ def _case(name: str):
     kwargs = dict(meta["args"], noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
     if "latents" in d:
         kwargs["latents"] = d["latents"]
+    if "image" in d:
+        kwargs["image"] = PIL.Image.fromarray(d["image"]) if d["image"].dtype == np.uint8 else d["image"]
+    if meta.get("scheduler"):
+        kwargs["sampler"] = meta["scheduler"]
     return _components(meta["folder"]), kwargs, d["expected"]
 
 
@@ -65,16 +72,23 @@ def test_gligen_unet_parity_and_gate():
     assert np.array_equal(off, plain) and _rel(plain, d["expected"]) > 1e-2
 
 
-def test_gligen_released_structure():
-    """gligen/gligen-generation-text-box's UNet (config from public knowledge, built by diffusers on the meta
-    device) maps parameter for parameter, with the same shapes."""
+def _structure(name: str):
+    """(msdiff's {parameter: shape}, the checkpoint's) of a released UNet (config from public knowledge, built by
+    diffusers on the meta device), msdiff's built through the registry as the loader does."""
     with gzip.open(FIXTURES / "structure.json.gz") as f:
-        s = json.loads(f.read())["gligen/gligen-generation-text-box/unet"]
+        s = json.loads(f.read())[name]
     with no_init_parameters():
-        cell = u.UNet2DConditionModel(u.config_from_diffusers(s["config"]))
-    ours = {name: list(p.shape) for name, p in cell.parameters_and_names()}
-    theirs = {u.map_weights(k): v for k, v in s["shapes"].items()}
-    assert len(theirs) == len(s["shapes"]) and ours == theirs
+        cell = unet_k.UNet2DConditionModel(unet_k.config_from_diffusers(s["config"]))
+    ours = {k: list(p.shape) for k, p in cell.parameters_and_names()}
+    theirs = {unet_k.map_weights(k): v for k, v in s["shapes"].items()}
+    assert len(theirs) == len(s["shapes"])
+    return ours, theirs
+
+
+def test_gligen_released_structure():
+    """gligen/gligen-generation-text-box's UNet maps parameter for parameter, with the same shapes."""
+    ours, theirs = _structure("gligen/gligen-generation-text-box/unet")
+    assert ours == theirs
     blocks = {k.split(".attn1.")[0] for k in ours if ".attn1." in k}
     assert {k.split(".fuser.")[0] for k in ours if ".fuser." in k} == blocks  # every transformer block is gated
     assert any(k.startswith("position_net.") for k in ours)
@@ -98,3 +112,43 @@ def test_gligen_family():
     plain = msdiff.load_pipeline(FIXTURES.parent / "pipelines" / "sd")
     with pytest.raises(ValueError, match="needs a GLIGEN UNet with attention_type 'gated'"):
         gligen(plain, prompt="x", gligen_phrases=["a"], gligen_boxes=[[0, 0, 1, 1]])
+
+
+@pytest.mark.parametrize("case", ["latent_upscale", "latent_upscale_latents_karras"])
+def test_latent_upscale(case):
+    c, kwargs, want = _case(case)
+    _close(latent_upscale(c, output_type="np", **kwargs), want)
+
+
+def test_k_unet_parity():
+    unet, d = _components("latent_upscale").unet, np.load(FIXTURES / "unet_k.npz")
+    assert isinstance(unet, unet_k.KUNet2DConditionModel)
+    got = unet(Tensor(d["sample"]), Tensor(d["timestep"]), Tensor(d["context"]), Tensor(d["timestep_cond"]))
+    assert _rel(got.asnumpy(), d["expected"]) <= 1e-5
+
+
+def test_latent_upscaler_released_structure():
+    """stabilityai/sd-x2-latent-upscaler's UNet maps parameter for parameter, with the same shapes."""
+    ours, theirs = _structure("stabilityai/sd-x2-latent-upscaler/unet")
+    assert ours == theirs and any(".norm_cross." in k for k in ours) and "time_proj.weight" in ours
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(image=None), "image is required"),
+    (dict(prompt=["a cat", "a dog"]), "prompt has batch size 2 and image has batch size 1"),
+    (dict(guidance_scale=float("nan")), "guidance_scale must be a finite number"),
+])
+def test_latent_upscale_bad_input(change, match):
+    c, kwargs, _ = _case("latent_upscale")
+    with pytest.raises(ValueError, match=match):
+        latent_upscale(c, **dict(kwargs, **change))
+
+
+def test_k_unet_config_errors():
+    d = {"down_block_types": ["KDownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["KUpBlock2D", "UpBlock2D"]}
+    with pytest.raises(ValueError, match="cannot be mixed with K blocks"):
+        unet_k.config_from_diffusers(d)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        unet_k.config_from_diffusers({"block_out_channels": [16, 32, 64, 64], "down_block_types":
+                                      list(unet_k.KUNet2DConditionConfig.down_block_types)})
+    assert family_of("StableDiffusionLatentUpscalePipeline").recipe is latent_upscale

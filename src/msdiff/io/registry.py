@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 NETS: dict = {
-    "UNet2DConditionModel": "msdiff.nets.unet_2d_condition:UNet2DConditionModel",
+    "UNet2DConditionModel": "msdiff.nets.unet_k:UNet2DConditionModel",  # K blocks (sd-x2-latent-upscaler) or not
     "AutoencoderKL": "msdiff.nets.autoencoder_kl:AutoencoderKL",
     "CLIPTextModel": "msdiff.nets.clip_text:CLIPTextModel",
     "CLIPTextModelWithProjection": "msdiff.nets.clip_text:CLIPTextModelWithProjection",

@@ -42,6 +42,7 @@ from .deepfloyd_if import deepfloyd_if_img2img, deepfloyd_if_inpaint, deepfloyd_
 from .if_superres import deepfloyd_if_img2img_superres, deepfloyd_if_inpaint_superres, deepfloyd_if_superres
 from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
+from .latent_upscale import latent_upscale
 from .gligen import gligen
 from .i2vgen_xl import i2vgen_xl
 from .sd_run import sd_denoise
