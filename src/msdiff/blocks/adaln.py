@@ -42,7 +42,12 @@ class CombinedTimestepLabelEmbeddings(nn.Cell):
 
 def modulate(x: Float[Tensor, "b n d"], shift: Float[Tensor, "b d"], scale: Float[Tensor, "b d"]) -> Tensor:
     """x * (1 + scale) + shift, the per-sample affine of adaptive LayerNorm."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    return x * ops.expand_as(1 + scale[:, None], x) + ops.expand_as(shift[:, None], x)
+
+
+def gated(gate: Float[Tensor, "b d"], y: Float[Tensor, "b n d"]) -> Tensor:
+    """gate * y per sample: the residual gates of adaLN blocks (expand_as: see ops.layout on graph memory)."""
+    return ops.expand_as(gate[:, None], y) * y
 
 
 class AdaLayerNormZero(nn.Cell):
@@ -82,6 +87,6 @@ class AdaLNZeroTransformerBlock(nn.Cell):
     def construct(self, x: Float[Tensor, "b n d"], timestep: Float[Tensor, "b"],
                   class_labels: Int[Tensor, "b"]) -> Float[Tensor, "b n d"]:
         h, (gate_msa, shift_mlp, scale_mlp, gate_mlp) = self.norm1(x, timestep, class_labels)
-        x = gate_msa[:, None] * self.attn1(h) + x
+        x = gated(gate_msa, self.attn1(h)) + x
         h = modulate(self.norm3(x), shift_mlp, scale_mlp)
-        return gate_mlp[:, None] * self.ff(h) + x
+        return gated(gate_mlp, self.ff(h)) + x

@@ -7,7 +7,7 @@ from mindspore import ops as mops
 from mindspore.common.initializer import Normal, initializer
 
 from .. import ops
-from .adaln import modulate
+from .adaln import gated, modulate
 from .attention import Attention, FeedForward
 from .embeddings import TimestepEmbedding, Timesteps
 from .layers import LayerNorm, Linear
@@ -97,7 +97,7 @@ class PixArtTransformerBlock(nn.Cell):
         b, _, dim = x.shape
         mod = self.scale_shift_table[None] + modulation.reshape(b, 6, dim)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mops.unstack(mod, axis=1)
-        x = gate_msa[:, None] * self.attn1(modulate(self.norm1(x), shift_msa, scale_msa)) + x
+        x = gated(gate_msa, self.attn1(modulate(self.norm1(x), shift_msa, scale_msa))) + x
         if self.attn2 is not None:
             x = self.attn2(x, context, context_mask) + x
-        return gate_mlp[:, None] * self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp)) + x
+        return gated(gate_mlp, self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp))) + x

@@ -38,25 +38,25 @@ class Attention(nn.Cell):
 
     def _split_heads(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
-        return x.reshape(b, n, self.heads, -1).swapaxes(1, 2)
+        return ops.swapaxes(x.reshape(b, n, self.heads, -1), 1, 2)
 
     def construct(self, x: Float[Tensor, "b n c"], context: Float[Tensor, "b m d"] = None,
                   mask: Float[Tensor, "b 1 1 m"] = None) -> Float[Tensor, "b n c"]:
         residual = x
         shape = x.shape
         if len(shape) == 4:
-            x = x.reshape(shape[0], shape[1], -1).swapaxes(1, 2)
+            x = ops.swapaxes(x.reshape(shape[0], shape[1], -1), 1, 2)
         if self.group_norm is not None:
-            x = self.group_norm(x.swapaxes(1, 2)).swapaxes(1, 2)
+            x = ops.swapaxes(self.group_norm(ops.swapaxes(x, 1, 2)), 1, 2)
         kv = x if context is None else context
         q = self._split_heads(self.to_q(x))
         k = self._split_heads(self.to_k(kv))
         v = self._split_heads(self.to_v(kv))
         out = ops.attention(q, k, v, mask=mask, scale=self.scale)
         b, _, n, _ = out.shape
-        out = self.to_out[0](out.swapaxes(1, 2).reshape(b, n, -1))
+        out = self.to_out[0](ops.swapaxes(out, 1, 2).reshape(b, n, -1))
         if len(shape) == 4:
-            out = out.swapaxes(1, 2).reshape(shape)
+            out = ops.swapaxes(out, 1, 2).reshape(shape)
         if self.residual_connection:
             out = out + residual
         if self.rescale_output_factor != 1.0:

@@ -10,6 +10,7 @@ from mindspore import Tensor, ops
 
 from . import _backend
 from ._checks import check
+from .layout import expand_as
 
 
 _BMM_NT = ops.BatchMatMul(transpose_b=True)
@@ -31,7 +32,8 @@ def _scores_softmax_v(q, k, v, mask, scale):
         if mask.dtype == ms.bool_:
             scores = ops.masked_fill(scores, ops.logical_not(mask), float("-inf"))
         else:
-            scores = scores + mask.astype(ms.float32)
+            mask = mask.astype(ms.float32)
+            scores = scores + expand_as(mask.reshape((1,) * (scores.ndim - mask.ndim) + mask.shape), scores)
     probs = ops.softmax(scores, axis=-1)
     return ops.matmul(probs if v.dtype == ms.float32 else probs.astype(v.dtype), v)
 
@@ -68,7 +70,12 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
         m = mask
         if mask is not None and mask.ndim >= 2 and mask.shape[-2] != 1:
             m = mask[..., start:stop, :]
-        outs.append(_scores_softmax_v(q[..., start:stop, :], k, v, m, scale))
+        qc = q[..., start:stop, :]
+        if outs:
+            # Graph mode would start every chunk at once (they are independent): one at a time keeps
+            # one chunk's scores alive, as in PyNative.
+            qc = ops.depend(qc, outs[-1])
+        outs.append(_scores_softmax_v(qc, k, v, m, scale))
     out = ops.cat(outs, axis=-2)
     return out if out.dtype == dtype else out.astype(dtype)
 
