@@ -51,6 +51,7 @@ from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_im
 from .t2i_adapter import t2i_adapter
 from .svd import stable_video_diffusion
 from .text_to_image import image_to_image, text_to_image
+from .unclip import unclip_decoder, unclip_image_variation, unclip_prior, unclip_super_res, unclip_text_to_image
 from .unconditional import digit_grid, unconditional
 from .upscale import upscale
 
