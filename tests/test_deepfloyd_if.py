@@ -112,5 +112,5 @@ def test_ddpm_settings_read_from_the_folder():
     config = _components("stage_1").scheduler
     assert config["variance_type"] == "learned_range" and config["thresholding"] is True
     smp = msdiff.samplers.resolve_sampler(config)
-    assert smp.name == "ddpm" and stage_1.learned_variance(_components("stage_1"), smp)
+    assert smp.name == "ddpm" and stage_1.learned_variance(config, smp)
     assert ms.float32 == _components("stage_1").unet.compute_dtype

@@ -44,9 +44,10 @@ def encode_prompt_if(components, prompt=None, negative_prompt=None, *, guidance:
     return emb, neg
 
 
-def learned_variance(components, smp: Sampler, sampler=None) -> bool:
-    """Whether the sampler step reads the net's variance half (a DDPM / unCLIP config with learned variance)."""
-    config = sampler if isinstance(sampler, dict) else components.scheduler
+def learned_variance(scheduler: Optional[dict], smp: Sampler, sampler=None) -> bool:
+    """Whether the sampler step reads the net's variance half: a DDPM / unCLIP sampler whose config (`sampler` if it
+    is a config dict, else the pipeline's `scheduler`) has learned variance."""
+    config = sampler if isinstance(sampler, dict) else scheduler
     return smp.name in ("ddpm", "unclip") and (config or {}).get("variance_type") in _LEARNED
 
 
@@ -55,7 +56,7 @@ def if_model(components, smp: Sampler, sampler, context: Tensor, guidance_scale:
     on the eps half with the conditional variance for a learned-variance sampler, otherwise the variance dropped."""
     unet = components.unet
     ch = unet.config.out_channels // 2
-    learned = learned_variance(components, smp, sampler)
+    learned = learned_variance(components.scheduler, smp, sampler)
     guided = guidance_scale > 1.0
     take = [] if learned else [TakeChannels(ch)]
     guidance = None
