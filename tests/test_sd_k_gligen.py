@@ -1,8 +1,8 @@
 """GLIGEN and the x2 latent upscaler against diffusers 0.35.2 (tools/fixtures/sd_k_gligen.py).
 
 PyNative fp32 images within 1e-4 of diffusers per pipeline, the GLIGEN UNet (fusers + position_net) and the K-block
-UNet within rel L2 1e-5, one graph case; the released structures map one to one; bad grounding input is a one-line ValueError. Graph
-mode and fp16 of every case are measured by tools/support/sd_k_gligen.py.
+UNet within rel L2 1e-5, one graph case; the released structures map one to one; bad input is a one-line ValueError.
+Graph mode and fp16 of every case are measured by tools/support/sd_k_gligen.py.
 """
 import functools
 import gzip
@@ -67,6 +67,8 @@ def test_gligen_unet_parity_and_gate():
     inputs = (Tensor(d["boxes"]), Tensor(d["masks"]), Tensor(d["positive_embeddings"]))
     got = unet(*args, gligen=inputs + (Tensor(1.0, ms.float32),)).asnumpy()
     assert _rel(got, d["expected"]) <= 1e-5
+    names = [p.name for p in unet.get_parameters()]
+    assert names == [k for k, _ in unet.parameters_and_names()]  # unique, path-named (graph mode needs it)
     off = unet(*args, gligen=inputs + (Tensor(0.0, ms.float32),)).asnumpy()
     plain = unet(*args).asnumpy()
     assert np.array_equal(off, plain) and _rel(plain, d["expected"]) > 1e-2
@@ -152,3 +154,32 @@ def test_k_unet_config_errors():
         unet_k.config_from_diffusers({"block_out_channels": [16, 32, 64, 64], "down_block_types":
                                       list(unet_k.KUNet2DConditionConfig.down_block_types)})
     assert family_of("StableDiffusionLatentUpscalePipeline").recipe is latent_upscale
+
+
+def test_msdiff_generate_dispatches(tmp_path):
+    """`msdiff generate` runs each pipeline class's recipe (GLIGEN's phrases and boxes from --gligen-phrases /
+    --gligen-boxes): the PNG equals the recipe called directly."""
+    from msdiff.cli import main
+
+    low = tmp_path / "low.png"
+    PIL.Image.fromarray(dict(np.load(FIXTURES / "latent_upscale.npz"))["image"]).save(low)
+    common = dict(num_inference_steps=2, seed=3, mode="pynative")
+    boxes = [[0.1, 0.1, 0.5, 0.9], [0.5, 0.5, 1.0, 1.0]]
+    runs = [("latent_upscale", ["--image", str(low)], lambda c: latent_upscale(c, "a dog", str(low), **common)),
+            ("gligen", ["--gligen-phrases", "a dog", "a ball", "--gligen-boxes", "0.1,0.1,0.5,0.9; 0.5,0.5,1,1"],
+             lambda c: gligen(c, "a dog", gligen_phrases=["a dog", "a ball"], gligen_boxes=boxes, **common))]
+    for folder, extra, direct in runs:
+        out = tmp_path / f"{folder}.png"
+        assert main(["generate", "--model", str(FIXTURES / folder), "--prompt", "a dog", "--steps", "2", "--seed", "3",
+                     "--mode", "pynative", "--out", str(out)] + extra) == 0
+        want = np.asarray(direct(_components(folder))[0])
+        np.testing.assert_array_equal(np.asarray(PIL.Image.open(out).convert("RGB")), want)
+
+
+def test_cli_boxes_parse():
+    from msdiff.recipes.gligen import parse_boxes
+    assert parse_boxes("0,0.5,1,1;0.25,0,0.75,0.5") == [[0.0, 0.5, 1.0, 1.0], [0.25, 0.0, 0.75, 0.5]]
+    with pytest.raises(ValueError, match="--gligen-boxes: box 2 .*4 numbers"):
+        parse_boxes("0,0,1,1;0.1,0.2")
+    with pytest.raises(ValueError, match="--gligen-boxes: box 1 .*not a number"):
+        parse_boxes("a,0,1,1")

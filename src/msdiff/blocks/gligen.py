@@ -1,8 +1,8 @@
 """GLIGEN (Li et al. 2023, "GLIGEN: Open-Set Grounded Text-to-Image Generation"): the Fourier box projection of
-the grounding tokens and the gated self-attention fuser inserted after each transformer block's self-attention.
+the text-box grounding tokens and the gated self-attention fuser inserted after each transformer block's self-attention.
 
 The grounding reaches the transformer blocks through their `context` argument: a UNet with attention_type
-"gated" / "gated-text-image" passes (text context, grounding tokens, fuser scale) instead of the text context
+"gated" passes (text context, grounding tokens, fuser scale) instead of the text context
 alone, and `GatedTransformerBlock` unpacks it; the other blocks pass it on unchanged. The fuser scale is a per-call
 float (1: fuser on, 0: off, diffusers' `enable_fuser(False)` after the scheduled-sampling steps), so a compiled
 step serves every call; adding zero times the fuser's terms leaves the tokens exactly as they are.
@@ -74,36 +74,6 @@ class GLIGENTextBoundingboxProjection(nn.Cell):
         return _run_mlp(self.linears, mops.cat((text, xyxy), axis=-1))
 
 
-class GLIGENTextImageBoundingboxProjection(GLIGENTextBoundingboxProjection):
-    """feature_type "text-image": one MLP for phrase embeddings, one for reference-image embeddings, each with its
-    own null feature and mask; the tokens are [text objects, image objects] (2n). position_net(boxes, masks,
-    phrases_masks, image_masks, phrases_embeddings, image_embeddings) -> objs[b, 2n, out_dim]."""
-
-    def __init__(self, positive_len: int, out_dim: int, fourier_freqs: int = 8, dtype=ms.float32):
-        nn.Cell.__init__(self)
-        self.freqs = fourier_freqs
-        position_dim = fourier_freqs * 2 * 4
-        self.compute_dtype = dtype
-        self.linears_text = _mlp(positive_len + position_dim, out_dim, dtype)
-        self.linears_image = _mlp(positive_len + position_dim, out_dim, dtype)
-        self.null_text_feature = _param("zeros", (positive_len,), dtype, "null_text_feature")
-        self.null_image_feature = _param("zeros", (positive_len,), dtype, "null_image_feature")
-        self.null_position_feature = _param("zeros", (position_dim,), dtype, "null_position_feature")
-
-    def construct(self, boxes: Float[Tensor, "b n 4"], masks: Float[Tensor, "b n"],
-                  phrases_masks: Float[Tensor, "b n"], image_masks: Float[Tensor, "b n"],
-                  phrases_embeddings: Float[Tensor, "b n d"],
-                  image_embeddings: Float[Tensor, "b n d"]) -> Float[Tensor, "b m o"]:
-        dt = self.compute_dtype
-        xyxy = self._boxes(boxes, masks.astype(dt).expand_dims(-1))
-        text = _null_fill(phrases_embeddings.astype(dt), phrases_masks.astype(dt).expand_dims(-1),
-                          self.null_text_feature)
-        image = _null_fill(image_embeddings.astype(dt), image_masks.astype(dt).expand_dims(-1),
-                           self.null_image_feature)
-        return mops.cat((_run_mlp(self.linears_text, mops.cat((text, xyxy), axis=-1)),
-                         _run_mlp(self.linears_image, mops.cat((image, xyxy), axis=-1))), axis=1)
-
-
 class GatedSelfAttentionDense(nn.Cell):
     """x + tanh(alpha_attn) * SelfAttn(LN([x, linear(objs)]))[:n_visual], then x + tanh(alpha_dense) * FF(LN(x));
     both terms times `scale` (the fuser switch)."""
@@ -118,7 +88,8 @@ class GatedSelfAttentionDense(nn.Cell):
         self.alpha_attn = _param("zeros", (), dtype, "alpha_attn")
         self.alpha_dense = _param("zeros", (), dtype, "alpha_dense")
 
-    def construct(self, x: Float[Tensor, "b n c"], objs: Float[Tensor, "b m d"], scale: Tensor) -> Float[Tensor, "b n c"]:
+    def construct(self, x: Float[Tensor, "b n c"], objs: Float[Tensor, "b m d"],
+                  scale: Tensor) -> Float[Tensor, "b n c"]:
         n_visual = x.shape[1]
         scale = scale.astype(x.dtype)
         objs = self.linear(objs.astype(x.dtype))
@@ -156,18 +127,22 @@ class GatedTransformerBlock(nn.Cell):
 
 def add_fusers(net: nn.Cell, dtype=ms.float32) -> int:
     """Replace every BasicTransformerBlock of every Transformer2DModel inside `net` by a GatedTransformerBlock
-    (the GLIGEN UNet's blocks); returns how many were gated."""
+    (the GLIGEN UNet's blocks), every Parameter then named by its path in `net`; returns how many were gated."""
     count = 0
     for cell in [c for _, c in net.cells_and_names() if isinstance(c, Transformer2DModel)]:
         blocks = [GatedTransformerBlock(b, dtype) for b in cell.transformer_blocks]
         cell.transformer_blocks = nn.CellList(blocks)
         count += len(blocks)
+    for name, param in net.parameters_and_names():  # inserted cells rename their Parameters: name them by path
+        param.name = name
     return count
 
 
 def position_net(attention_type: str, cross_attention_dim, dtype=ms.float32) -> nn.Cell:
-    """The GLIGEN UNet's position_net for attention_type "gated" (text boxes) or "gated-text-image"."""
+    """The GLIGEN UNet's position_net for attention_type "gated" (text boxes; "gated-text-image", the reference-image
+    variant, is not implemented yet)."""
+    if attention_type != "gated":
+        raise ValueError(f"GLIGEN attention_type {attention_type!r} is not supported by msdiff (only 'gated')")
     positive_len = cross_attention_dim if isinstance(cross_attention_dim, int) else cross_attention_dim[0]
     out = cross_attention_dim if isinstance(cross_attention_dim, int) else cross_attention_dim[0]
-    cls = GLIGENTextBoundingboxProjection if attention_type == "gated" else GLIGENTextImageBoundingboxProjection
-    return cls(positive_len, out, dtype=dtype)
+    return GLIGENTextBoundingboxProjection(positive_len, out, dtype=dtype)

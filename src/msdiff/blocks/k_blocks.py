@@ -132,8 +132,9 @@ class KAttentionBlock(nn.Cell):
 
 def _resnet(in_ch: int, out_ch: int, temb: int, eps: float, act_fn: str, dtype, conv_2d_out: int = None,
             groups_out_channels: int = None, group_size: int = 32) -> ResnetBlockCondNorm2D:
-    return ResnetBlockCondNorm2D(in_ch, out_ch, temb, in_ch // group_size, (groups_out_channels or out_ch) // group_size,
-                                 eps, conv_2d_out, act_fn, dtype=dtype)
+    groups_out = (groups_out_channels or out_ch) // group_size
+    return ResnetBlockCondNorm2D(in_ch, out_ch, temb, in_ch // group_size, groups_out, eps, conv_2d_out, act_fn,
+                                 dtype=dtype)
 
 
 class KDownBlock2D(nn.Cell):

@@ -71,7 +71,8 @@ _IGNORED = {"dropout", "freq_shift", "downsample_padding", "mid_block_scale_fact
 
 
 def _is_k(d: dict) -> bool:
-    return any(str(t).startswith("K") for t in tuple(d.get("down_block_types", ())) + tuple(d.get("up_block_types", ())))
+    types = tuple(d.get("down_block_types", ())) + tuple(d.get("up_block_types", ()))
+    return any(str(t).startswith("K") for t in types)
 
 
 def config_from_diffusers(d: dict) -> Union[KUNet2DConditionConfig, u2d.UNet2DConditionConfig]:

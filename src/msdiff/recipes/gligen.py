@@ -142,10 +142,37 @@ def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None
     return finish(components, x, output_type, vae_dtype, tracker)
 
 
+def parse_boxes(text: str) -> list:
+    """--gligen-boxes "x0,y0,x1,y1; x0,y0,x1,y1; ..." -> [[x0, y0, x1, y1], ...] (ValueError naming the box)."""
+    boxes = []
+    for k, part in enumerate(str(text).split(";"), 1):
+        values = [v.strip() for v in part.split(",")]
+        if len(values) != 4:
+            raise ValueError(f"--gligen-boxes: box {k} {part.strip()!r} needs 4 numbers x0,y0,x1,y1 (boxes separated "
+                             f"by ';')")
+        try:
+            boxes.append([float(v) for v in values])
+        except ValueError:
+            raise ValueError(f"--gligen-boxes: box {k} {part.strip()!r} has a value that is not a number") from None
+    return boxes
+
+
+def _cli(args, components, kwargs: dict) -> tuple:
+    if isinstance(kwargs.get("gligen_boxes"), str):
+        kwargs = dict(kwargs, gligen_boxes=parse_boxes(kwargs["gligen_boxes"]))
+    return gligen, kwargs
+
+
+_CLI_OPTIONS = (
+    ("--gligen-phrases", dict(nargs="+", default=None, help="GLIGEN: one phrase per box, placed in --gligen-boxes")),
+    ("--gligen-boxes", dict(default=None, help="GLIGEN: boxes x0,y0,x1,y1 (fractions of the image in [0, 1]), one "
+                                               "per phrase, separated by ';'")),
+)
+
 FAMILIES = (
     Family("gligen", gligen, ("StableDiffusionGLIGENPipeline",),
            {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale",
-            "sampler": "sampler", "size": "size"}, steps=30,
-           help="grounded text-to-image: phrases in boxes are Python-only (msdiff.recipes.gligen(..., "
-                "gligen_phrases=[...], gligen_boxes=[[x0, y0, x1, y1], ...]))"),
+            "sampler": "sampler", "size": "size", "gligen_phrases": "gligen_phrases", "gligen_boxes": "gligen_boxes"},
+           ("gligen_phrases", "gligen_boxes"), steps=30, prepare=_cli, cli_options=_CLI_OPTIONS,
+           help="grounded text-to-image: --gligen-phrases placed in --gligen-boxes (one box per phrase)"),
 )
