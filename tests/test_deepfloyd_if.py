@@ -114,3 +114,18 @@ def test_ddpm_settings_read_from_the_folder():
     smp = msdiff.samplers.resolve_sampler(config)
     assert smp.name == "ddpm" and stage_1.learned_variance(config, smp)
     assert ms.float32 == _components("stage_1").unet.compute_dtype
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (FIX / "structure").glob("*.json")))
+def test_full_size_structure(name):
+    """IF-I-XL / IF-II-L UNet layouts (configs from public knowledge) built on torch's meta device: every parameter
+    name and shape maps one to one."""
+    from mindspore.nn.utils import no_init_parameters
+    from test_unet_config import assert_one_to_one, msdiff_shapes
+
+    from msdiff.io.registry import net_entry
+    doc = json.loads((FIX / "structure" / f"{name}.json").read_text())
+    entry = net_entry(doc["config"]["_class_name"])
+    with no_init_parameters():
+        net = entry.cls(entry.config_from_diffusers(doc["config"]))
+    assert_one_to_one(doc["params"], msdiff_shapes(net), entry.map_weights)

@@ -86,3 +86,18 @@ def test_bad_input():
         unclip.unclip_image_variation(_components("variation"), mode="pynative")
     with pytest.raises(TypeError, match="seed="):
         unclip.unclip_text_to_image(_components("text"), "a cat", generator=0)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (FIX / "structure").glob("*.json")))
+def test_full_size_structure(name):
+    """karlo-v1-alpha's super-res UNet2DModel layout (config from public knowledge) built on torch's meta device:
+    every parameter name and shape maps one to one."""
+    from mindspore.nn.utils import no_init_parameters
+    from test_unet_config import assert_one_to_one, msdiff_shapes
+
+    from msdiff.io.registry import net_entry
+    doc = json.loads((FIX / "structure" / f"{name}.json").read_text())
+    entry = net_entry(doc["config"]["_class_name"])
+    with no_init_parameters():
+        net = entry.cls(entry.config_from_diffusers(doc["config"]))
+    assert_one_to_one(doc["params"], msdiff_shapes(net), entry.map_weights)
