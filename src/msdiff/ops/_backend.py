@@ -9,9 +9,10 @@ DEVICE = ms.get_context("device_target")
 IS_CPU = DEVICE == "CPU"
 IS_ASCEND = DEVICE == "Ascend"
 
-# CPU group_norm: from this many elements on, BatchNorm kernels (centre, normalise, per-channel affine) beat
-# MindSpore's CPU GroupNorm kernel (2x320x64x64: 7.3 vs 21.4 ms; 2x320x32x32: 3.1 vs 5.3 ms); below it,
-# their fixed per-launch cost loses (2x1280x4x4: 1.0 vs 0.4 ms). Measured best of 5, MindSpore 2.10.
+# CPU group_norm: from this many elements on, BiasAdd + BatchNorm kernels on views (norm._group_norm_batchnorm)
+# beat MindSpore's CPU GroupNorm kernel (fp32, best of 9 interleaved at load 9-11: 2x320x64x64 29.6 vs 62.9 ms,
+# 2x320x32x32 3.7 vs 11.8 ms, 1x128x256x256 114 vs 304 ms); below it their ~1 ms of launches lose
+# (2x1280x4x4 1.0 vs 0.4 ms; about even at 2x1280x8x8, 164K elements). MindSpore 2.10.
 CPU_GROUP_NORM_BATCHNORM_MIN = 1 << 18
 
 
