@@ -10,8 +10,8 @@ IS_CPU = DEVICE == "CPU"
 IS_ASCEND = DEVICE == "Ascend"
 
 # CPU group_norm: from this many elements on, BiasAdd + BatchNorm kernels on views (norm._group_norm_batchnorm)
-# beat MindSpore's CPU GroupNorm kernel (fp32, best of 9 interleaved at load 9-11: 2x320x64x64 29.6 vs 62.9 ms,
-# 2x320x32x32 3.7 vs 11.8 ms, 1x128x256x256 114 vs 304 ms); below it their ~1 ms of launches lose
+# beat MindSpore's CPU GroupNorm kernel (fp32, best of 9 interleaved, quiet: 2x320x64x64 8.4 vs 10.8 ms,
+# 1x128x256x256 24 vs 34 ms; at load ~10: 30 vs 63 ms); below it their ~1 ms of launches lose
 # (2x1280x4x4 1.0 vs 0.4 ms; about even at 2x1280x8x8, 164K elements). MindSpore 2.10.
 CPU_GROUP_NORM_BATCHNORM_MIN = 1 << 18
 
