@@ -3,11 +3,19 @@
 `mindspore.get_context` cannot be called inside `mindspore.jit`, so the choice is a module
 constant. Set the device target before importing msdiff (or call `refresh()` after changing it).
 """
+import os
+import tempfile
+
 import mindspore as ms
 
 DEVICE = ms.get_context("device_target")
 IS_CPU = DEVICE == "CPU"
 IS_ASCEND = DEVICE == "Ascend"
+
+# A failed graph compile writes rank_0/om/analyze_fail.ir under MS_OM_PATH (default: the working directory;
+# read when the dump is written): keep it out of the user's folder unless they chose a place.
+os.environ.setdefault("MS_OM_PATH", os.path.join(tempfile.gettempdir(), f"msdiff-{getattr(os, 'getuid', int)()}",
+                                                 "mindspore"))
 
 # CPU group_norm: from this many elements on, BiasAdd + BatchNorm kernels on views (norm._group_norm_batchnorm)
 # beat MindSpore's CPU GroupNorm kernel (fp32, best of 9 interleaved, quiet: 2x320x64x64 8.4 vs 10.8 ms,

@@ -14,6 +14,10 @@ from .layout import expand_as
 
 
 _BMM_NT = ops.BatchMatMul(transpose_b=True)
+# Query chunks of one attention call: more do not compile under mindspore.jit (its unrolled loop passes the
+# graph call depth 1000 from ~200 chunks on); up to _SERIAL_CHUNKS they run one after another.
+MAX_CHUNKS = 128
+_SERIAL_CHUNKS = 64
 
 
 def _q_kt(q, k):
@@ -64,6 +68,16 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
     if chunk_size is None or chunk_size >= n:
         out = _scores_softmax_v(q, k, v, mask, scale)
         return out if out.dtype == dtype else out.astype(dtype)
+    chunks = -(-n // chunk_size)
+    check(chunks <= MAX_CHUNKS, "attention",
+          f"{n} queries x {k.shape[-2]} keys in chunks of {chunk_size} queries make {chunks} chunks "
+          f"(scores {math.prod(q.shape[:-1]) * k.shape[-2] * 4 / 2**30:.3g} GiB in fp32 unchunked), more than "
+          f"{MAX_CHUNKS}: mindspore.jit cannot compile it (call depth) and PyNative takes hours on CPU; "
+          f"use a smaller image size")
+    # Graph mode would start every chunk at once (they are independent): up to _SERIAL_CHUNKS chunks,
+    # each waits for the one before, so one chunk's scores are alive, as in PyNative (each ops.depend
+    # also deepens the graph's calls, so more chunks run unchained).
+    serial = chunks <= _SERIAL_CHUNKS
     outs = []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
@@ -71,9 +85,7 @@ def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
         if mask is not None and mask.ndim >= 2 and mask.shape[-2] != 1:
             m = mask[..., start:stop, :]
         qc = q[..., start:stop, :]
-        if outs:
-            # Graph mode would start every chunk at once (they are independent): one at a time keeps
-            # one chunk's scores alive, as in PyNative.
+        if serial and outs:
             qc = ops.depend(qc, outs[-1])
         outs.append(_scores_softmax_v(qc, k, v, m, scale))
     out = ops.cat(outs, axis=-2)
