@@ -145,8 +145,13 @@ def test_every_registered_fixture_loads_exactly(folder):
         np.testing.assert_array_equal(value, mapped[name].astype(value.dtype), err_msg=name)
 
 
-@pytest.mark.parametrize("index", sorted(FIXTURES.rglob("model_index.json")),
-                         ids=lambda p: str(p.parent.relative_to(FIXTURES)))
+def _pipeline_fixture_indexes() -> list:
+    """Committed pipeline folders that hold their weights (video_pipelines stores seeded key lists, keys.json, and
+    its tests rebuild the weights; tests/test_video_pipelines.py loads those folders)."""
+    return [p for p in sorted(FIXTURES.rglob("model_index.json")) if not any(p.parent.rglob("keys.json"))]
+
+
+@pytest.mark.parametrize("index", _pipeline_fixture_indexes(), ids=lambda p: str(p.parent.relative_to(FIXTURES)))
 def test_every_pipeline_fixture_loads(index):
     """load_pipeline on each committed diffusers pipeline folder: every listed component is loaded."""
     import json
@@ -159,6 +164,6 @@ def test_every_pipeline_fixture_loads(index):
         value = getattr(parts, name) if name in Components.__dataclass_fields__ else parts.extra[name]
         assert value is not None, name
         if class_name in registry.NETS:
-            assert type(value).__name__ == class_name
+            assert getattr(type(value), "diffusers_class", type(value).__name__) == class_name
         if name.startswith("scheduler"):
             assert value["_class_name"] == class_name

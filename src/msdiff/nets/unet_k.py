@@ -120,6 +120,8 @@ class KUNet2DConditionModel(nn.Cell):
     """unet(sample, timestep, encoder_hidden_states, timestep_cond) -> out (out_channels), diffusers' forward for a
     K-block UNet2DConditionModel."""
 
+    diffusers_class = "UNet2DConditionModel"  # the class name diffusers saves for this net
+
     def __init__(self, config: KUNet2DConditionConfig, dtype=ms.float32):
         super().__init__()
         c = self.config = config
