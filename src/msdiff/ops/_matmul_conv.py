@@ -26,13 +26,16 @@ def _grouped_matmul(w2: Tensor, cols: Tensor, groups: int) -> Tensor:
     if groups == 1:
         if b == 1:
             return ops.matmul(w2, cols.reshape(kk, l)).reshape(1, o, l)
-        # one 2-D matmul over every sample's columns: the broadcast batch matmul [o, k] @ [b, k, l] materialises
-        # the weight once per sample on MindSpore's CPU backend (BroadcastTo: 34% of a graph-mode SD-1.5 UNet step,
-        # > 2x diffusers' peak memory for SVD's 28 frame rows). SD-1.5 UNet step 32x32 b2 fp32, quiet machine:
-        # graph 2.74 -> 2.26 s, PyNative 6.62 -> 3.29 s, lower peak in both (per-sample matmuls + stack: PyNative
-        # 2.93 s but graph 4.90 s).
-        c2 = mint.transpose(cols, 0, 1).reshape(kk, b * l)
-        return mint.transpose(ops.matmul(w2, c2).reshape(o, b, l), 0, 1)
+        if o > l:
+            # weight larger than a sample's output: one 2-D matmul over every sample's columns, since the broadcast
+            # batch matmul [o, k] @ [b, k, l] materialises the weight once per sample on MindSpore's CPU backend
+            # (BroadcastTo: 34% of a graph-mode SD-1.5 UNet step; > 2x diffusers' memory for SVD's 28 frame rows).
+            # Where l >= o (high-resolution layers) the weight copy is cheaper than transposing the columns.
+            # SD-1.5 UNet step b2 fp32, quiet, in-process A/B (broadcast everywhere / transpose everywhere / this):
+            # 32x32 graph 2.74 / 2.26 / 1.99 s, PyNative 6.62 / 3.29 / 2.99 s; 64x64 graph 9.44 / 10.90 / 8.76 s.
+            c2 = mint.transpose(cols, 0, 1).reshape(kk, b * l)
+            return mint.transpose(ops.matmul(w2, c2).reshape(o, b, l), 0, 1)
+        return ops.matmul(w2, cols)
     wg = w2.reshape(groups, o // groups, w2.shape[1])
     y = ops.matmul(wg, cols.reshape(b, groups, kk // groups, l))
     return y.reshape(b, o, l)
