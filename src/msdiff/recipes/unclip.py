@@ -167,6 +167,20 @@ def _finish(x: Tensor, output_type: str):
     return postprocess(x, output_type)
 
 
+def _decode_and_upscale(components, image_embeddings, text, guided, decoder_steps, decoder_guidance_scale,
+                        decoder_latents, super_res_steps, super_res_latents, noise_src, callback, mode, tracker,
+                        output_type):
+    """The decoder and super-resolution stages both unCLIP pipelines end with, then the output form."""
+    small = unclip_decoder(components, image_embeddings, text, decoder_num_inference_steps=decoder_steps,
+                           decoder_guidance_scale=decoder_guidance_scale, guidance=guided,
+                           decoder_latents=decoder_latents, noise=noise_src, callback=callback, mode=mode,
+                           tracker=tracker)
+    x = unclip_super_res(components, small, super_res_num_inference_steps=super_res_steps,
+                         super_res_latents=super_res_latents, noise=noise_src, callback=callback, mode=mode,
+                         tracker=tracker)
+    return _finish(x, output_type)
+
+
 @diffusers_names
 def unclip_text_to_image(components, prompt=None, *, num_images_per_prompt: int = 1,
                          prior_num_inference_steps: int = 25, decoder_num_inference_steps: int = 25,
@@ -196,14 +210,9 @@ def unclip_text_to_image(components, prompt=None, *, num_images_per_prompt: int 
     image_embeddings = unclip_prior(components, text, prior_num_inference_steps=prior_num_inference_steps,
                                     prior_guidance_scale=prior_guidance_scale, guidance=guided,
                                     prior_latents=prior_latents, noise=noise_src, callback=callback, mode=mode)
-    small = unclip_decoder(components, image_embeddings, text, decoder_num_inference_steps=decoder_num_inference_steps,
-                           decoder_guidance_scale=decoder_guidance_scale, guidance=guided,
-                           decoder_latents=decoder_latents, noise=noise_src, callback=callback, mode=mode,
-                           tracker=tracker)
-    x = unclip_super_res(components, small, super_res_num_inference_steps=super_res_num_inference_steps,
-                         super_res_latents=super_res_latents, noise=noise_src, callback=callback, mode=mode,
-                         tracker=tracker)
-    return _finish(x, output_type)
+    return _decode_and_upscale(components, image_embeddings, text, guided, decoder_num_inference_steps, decoder_guidance_scale,
+                               decoder_latents, super_res_num_inference_steps, super_res_latents, noise_src,
+                               callback, mode, tracker, output_type)
 
 
 @diffusers_names
@@ -230,14 +239,9 @@ def unclip_image_variation(components, image=None, *, num_images_per_prompt: int
     batch = emb.shape[0] // num_images_per_prompt
     text = encode_prompt_unclip(components, [""] * batch, num_images_per_prompt, guided)
     noise_src, tracker = noise_source(seed, noise), FiniteTracker()
-    small = unclip_decoder(components, emb, text, decoder_num_inference_steps=decoder_num_inference_steps,
-                           decoder_guidance_scale=decoder_guidance_scale, guidance=guided,
-                           decoder_latents=decoder_latents, noise=noise_src, callback=callback, mode=mode,
-                           tracker=tracker)
-    x = unclip_super_res(components, small, super_res_num_inference_steps=super_res_num_inference_steps,
-                         super_res_latents=super_res_latents, noise=noise_src, callback=callback, mode=mode,
-                         tracker=tracker)
-    return _finish(x, output_type)
+    return _decode_and_upscale(components, emb, text, guided, decoder_num_inference_steps, decoder_guidance_scale,
+                               decoder_latents, super_res_num_inference_steps, super_res_latents, noise_src,
+                               callback, mode, tracker, output_type)
 
 
 FAMILIES = (
