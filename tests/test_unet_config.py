@@ -58,7 +58,7 @@ BASE = json.loads((STRUCTURE / "sd15.json").read_text())["config"]
 
 @pytest.mark.parametrize("key, value", [
     ("class_embed_type", "simple_projection"), ("encoder_hid_dim_type", "ip_image_proj"),
-    ("encoder_hid_dim_type", "text_proj"), ("attention_type", "gated-text-image"), ("cross_attention_norm", "layer_norm"),
+    ("encoder_hid_dim_type", "text_proj"), ("attention_type", "gated-image"), ("cross_attention_norm", "layer_norm"),
     ("resnet_time_scale_shift", "ada_group"), ("mid_block_type", None), ("dual_cross_attention", True),
     ("addition_embed_type", "image"), ("time_embedding_type", "fourier"), ("act_fn", "mish"),
     ("timestep_post_act", "silu"), ("time_embedding_act_fn", "mish"), ("class_embeddings_concat", True),

@@ -1,8 +1,9 @@
-"""GLIGEN (Li et al. 2023, "GLIGEN: Open-Set Grounded Text-to-Image Generation"): the Fourier box projection of
-the text-box grounding tokens and the gated self-attention fuser inserted after each transformer block's self-attention.
+"""GLIGEN (Li et al. 2023, "GLIGEN: Open-Set Grounded Text-to-Image Generation"): the Fourier box projections of
+the grounding tokens (phrases, or phrases and reference images, in boxes) and the gated self-attention fuser
+inserted after each transformer block's self-attention.
 
 The grounding reaches the transformer blocks through their `context` argument: a UNet with attention_type
-"gated" passes (text context, grounding tokens, fuser scale) instead of the text context
+"gated" or "gated-text-image" passes (text context, grounding tokens, fuser scale) instead of the text context
 alone, and `GatedTransformerBlock` unpacks it; the other blocks pass it on unchanged. The fuser scale is a per-call
 float (1: fuser on, 0: off, diffusers' `enable_fuser(False)` after the scheduled-sampling steps), so a compiled
 step serves every call; adding zero times the fuser's terms leaves the tokens exactly as they are.
@@ -48,6 +49,11 @@ def _null_fill(x: Tensor, mask: Tensor, null: Tensor) -> Tensor:
     return x * mask + (1 - mask) * null.reshape(1, 1, -1)
 
 
+def _box_tokens(boxes: Tensor, masks: Tensor, freqs: int, null: Tensor, dtype) -> Tensor:
+    """Fourier embeddings of the boxes, the learned null position feature for padded objects (masks [b, n, 1])."""
+    return _null_fill(fourier_box_embedding(boxes, freqs).astype(dtype), masks, null)
+
+
 class GLIGENTextBoundingboxProjection(nn.Cell):
     """Grounding tokens from phrase embeddings and boxes (diffusers' GLIGENTextBoundingboxProjection, feature_type
     "text-only"): MLP([phrase embedding, Fourier box embedding]); padded objects (mask 0) get the null features.
@@ -62,16 +68,44 @@ class GLIGENTextBoundingboxProjection(nn.Cell):
         self.null_positive_feature = _param("zeros", (positive_len,), dtype, "null_positive_feature")
         self.null_position_feature = _param("zeros", (position_dim,), dtype, "null_position_feature")
 
-    def _boxes(self, boxes: Tensor, masks: Tensor) -> Tensor:
-        xyxy = fourier_box_embedding(boxes, self.freqs).astype(self.compute_dtype)
-        return _null_fill(xyxy, masks, self.null_position_feature)
-
     def construct(self, boxes: Float[Tensor, "b n 4"], masks: Float[Tensor, "b n"],
                   positive_embeddings: Float[Tensor, "b n d"]) -> Float[Tensor, "b n o"]:
         masks = masks.astype(self.compute_dtype).expand_dims(-1)
-        xyxy = self._boxes(boxes, masks)
+        xyxy = _box_tokens(boxes, masks, self.freqs, self.null_position_feature, self.compute_dtype)
         text = _null_fill(positive_embeddings.astype(self.compute_dtype), masks, self.null_positive_feature)
         return _run_mlp(self.linears, mops.cat((text, xyxy), axis=-1))
+
+
+class GLIGENTextImageBoundingboxProjection(nn.Cell):
+    """Grounding tokens from phrases and reference images in boxes (diffusers' GLIGENTextBoundingboxProjection,
+    feature_type "text-image"): one MLP for [phrase embedding, box], one for [image embedding, box], each feature
+    replaced by its learned null where its own mask is 0, the box by the null position where `masks` is 0; the
+    tokens are [text objects, image objects]. position_net(boxes, masks, phrases_masks, image_masks,
+    phrases_embeddings, image_embeddings) -> objs[b, 2n, out_dim]."""
+
+    def __init__(self, positive_len: int, out_dim: int, fourier_freqs: int = 8, dtype=ms.float32):
+        super().__init__()
+        self.freqs = fourier_freqs
+        position_dim = fourier_freqs * 2 * 4
+        self.compute_dtype = dtype
+        self.linears_text = _mlp(positive_len + position_dim, out_dim, dtype)
+        self.linears_image = _mlp(positive_len + position_dim, out_dim, dtype)
+        self.null_text_feature = _param("zeros", (positive_len,), dtype, "null_text_feature")
+        self.null_image_feature = _param("zeros", (positive_len,), dtype, "null_image_feature")
+        self.null_position_feature = _param("zeros", (position_dim,), dtype, "null_position_feature")
+
+    def construct(self, boxes: Float[Tensor, "b n 4"], masks: Float[Tensor, "b n"],
+                  phrases_masks: Float[Tensor, "b n"], image_masks: Float[Tensor, "b n"],
+                  phrases_embeddings: Float[Tensor, "b n d"],
+                  image_embeddings: Float[Tensor, "b n d"]) -> Float[Tensor, "b m o"]:
+        dt = self.compute_dtype
+        xyxy = _box_tokens(boxes, masks.astype(dt).expand_dims(-1), self.freqs, self.null_position_feature, dt)
+        text = _null_fill(phrases_embeddings.astype(dt), phrases_masks.astype(dt).expand_dims(-1),
+                          self.null_text_feature)
+        image = _null_fill(image_embeddings.astype(dt), image_masks.astype(dt).expand_dims(-1),
+                           self.null_image_feature)
+        return mops.cat((_run_mlp(self.linears_text, mops.cat((text, xyxy), axis=-1)),
+                         _run_mlp(self.linears_image, mops.cat((image, xyxy), axis=-1))), axis=1)
 
 
 class GatedSelfAttentionDense(nn.Cell):
@@ -139,10 +173,10 @@ def add_fusers(net: nn.Cell, dtype=ms.float32) -> int:
 
 
 def position_net(attention_type: str, cross_attention_dim, dtype=ms.float32) -> nn.Cell:
-    """The GLIGEN UNet's position_net for attention_type "gated" (text boxes; "gated-text-image", the reference-image
-    variant, is not implemented yet)."""
-    if attention_type != "gated":
-        raise ValueError(f"GLIGEN attention_type {attention_type!r} is not supported by msdiff (only 'gated')")
-    positive_len = cross_attention_dim if isinstance(cross_attention_dim, int) else cross_attention_dim[0]
-    out = cross_attention_dim if isinstance(cross_attention_dim, int) else cross_attention_dim[0]
-    return GLIGENTextBoundingboxProjection(positive_len, out, dtype=dtype)
+    """The GLIGEN UNet's position_net: phrases in boxes for attention_type "gated", phrases and / or reference images
+    in boxes for "gated-text-image" (diffusers' _set_pos_net_if_use_gligen)."""
+    kinds = {"gated": GLIGENTextBoundingboxProjection, "gated-text-image": GLIGENTextImageBoundingboxProjection}
+    if attention_type not in kinds:
+        raise ValueError(f"GLIGEN attention_type {attention_type!r} is not supported by msdiff (only {sorted(kinds)})")
+    dim = cross_attention_dim if isinstance(cross_attention_dim, int) else cross_attention_dim[0]
+    return kinds[attention_type](dim, dim, dtype=dtype)

@@ -8,7 +8,9 @@ from .paths import LoadError, check_plain_name, confined_folder, resolve_folder,
 from .registry import NETS, TOKENIZERS, tokenizer_class
 
 _FIELDS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
-_PREPROCESSORS = ("CLIPImageProcessor", "CLIPFeatureExtractor", "DPTImageProcessor", "DPTFeatureExtractor")
+# returned as their preprocessor_config.json dict (a CLIPProcessor's image half; its tokenizer half is not read)
+_PREPROCESSORS = ("CLIPImageProcessor", "CLIPFeatureExtractor", "DPTImageProcessor", "DPTFeatureExtractor",
+                  "CLIPProcessor")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ NETS: dict = {
     "I2VGenXLUNet": "msdiff.nets.i2vgen_xl:I2VGenXLUNet",
     "CLIPVisionModelWithProjection": "msdiff.nets.clip_vision:CLIPVisionModelWithProjection",
     "CLIPVisionModel": "msdiff.nets.clip_vision:CLIPVisionModel",
+    "CLIPImageProjection": "msdiff.nets.clip_image_projection:CLIPImageProjection",  # GLIGEN text-image
     "DPTForDepthEstimation": "msdiff.nets.dpt:DPTForDepthEstimation",
     "PriorTransformer": "msdiff.nets.prior_transformer:PriorTransformer",
     "UnCLIPTextProjModel": "msdiff.nets.unclip_text_proj:UnCLIPTextProjModel",

@@ -83,7 +83,8 @@ _FIXED = {
     "act_fn": ("silu", "swish", "gelu"), "class_embed_type": (None, "timestep", "identity", "projection"),
     "class_embeddings_concat": (False,), "encoder_hid_dim_type": (None, "text_proj", "text_image_proj", "image_proj"),
     "time_embedding_type": ("positional",), "time_embedding_act_fn": (None, "silu", "swish", "gelu"),
-    "timestep_post_act": (None,), "attention_type": ("default", "gated"), "cross_attention_norm": (None, "group_norm"),
+    "timestep_post_act": (None,), "attention_type": ("default", "gated", "gated-text-image"),
+    "cross_attention_norm": (None, "group_norm"),
     "dual_cross_attention": (False,), "num_attention_heads": (None,),
     "addition_embed_type": (None, "text_time", "text", "text_image", "image", "image_hint"),
     "mid_block_type": ("UNetMidBlock2DCrossAttn", "UNetMidBlock2DSimpleCrossAttn"),
@@ -383,8 +384,9 @@ class UNet2DConditionModel(TimeConditioned):
         and the mid-block output; T2I-Adapter features (down_intrablock_additional_residuals) go one per down
         block in order, and a remaining one of the mid-block's shape is added to its output (T2I-Adapter-XL).
         attention_mask (1 keep, 0 drop) masks the context tokens in the simple-cross-attention blocks (unCLIP).
-        gligen (attention_type "gated"): (boxes, masks, phrase embeddings, fuser scale); the transformer blocks then get
-        (context, grounding tokens, scale) as their context (blocks/gligen.py)."""
+        gligen: the position_net's inputs, then the fuser scale: (boxes, masks, phrase embeddings, scale) for
+        attention_type "gated", (boxes, masks, phrases_masks, image_masks, phrase embeddings, image embeddings,
+        scale) for "gated-text-image"; the transformer blocks then get (context, grounding tokens, scale) (blocks/gligen.py)."""
         sample = sample.astype(self.compute_dtype)
         context = None if encoder_hidden_states is None else encoder_hidden_states.astype(self.compute_dtype)
         b, _, h, w = sample.shape
@@ -396,7 +398,8 @@ class UNet2DConditionModel(TimeConditioned):
                                                 added_cond_kwargs, class_labels)
         if gligen is not None:
             if self.position_net is None:
-                raise ValueError("UNet2DConditionModel: gligen inputs need a GLIGEN UNet (attention_type 'gated')")
+                raise ValueError("UNet2DConditionModel: gligen inputs need a GLIGEN UNet (attention_type 'gated' "
+                                 "or 'gated-text-image')")
             context = (context, self.position_net(*gligen[:-1]), gligen[-1])
         mask = None
         if attention_mask is not None:

@@ -44,6 +44,7 @@ from .diffedit import diffedit, generate_mask, invert
 from .image_variation import image_variation
 from .latent_upscale import latent_upscale
 from .gligen import gligen
+from .gligen_text_image import gligen_text_image
 from .i2vgen_xl import i2vgen_xl
 from .sd_run import sd_denoise
 from .steps import (NoiseSource, NonFiniteError, PromptEmbeds, decode, encode_image, encode_prompt, encode_prompt_xl,

@@ -102,27 +102,25 @@ def text_box_inputs(components, phrases, boxes, rows: int, guided: bool) -> tupl
     return cfg_batch(box, box), cfg_batch(mops.zeros_like(mask), mask), cfg_batch(embeds, embeds)
 
 
-def _check_unet(components, kind: str) -> None:
+def check_unet(components, kind: str) -> None:
     got = getattr(components.unet.config, "attention_type", "default")
     if got != kind:
         raise ValueError(f"this recipe needs a GLIGEN UNet with attention_type {kind!r}, the loaded one has {got!r}")
 
 
-@diffusers_names
-def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None, gligen_boxes=None,
-           gligen_scheduled_sampling_beta: float = 0.3, num_inference_steps: Optional[int] = None,
-           guidance_scale: float = 7.5, height: Optional[int] = None, width: Optional[int] = None,
-           num_images_per_prompt: int = 1, latents=None, output_type: str = "pil", seed: Optional[int] = None,
-           sampler=None, noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
-           vae_dtype="float32", **conditioning):
-    """Images from text with `gligen_phrases` placed in `gligen_boxes` ([xmin, ymin, xmax, ymax] fractions of the
-    image, one box per phrase) (diffusers' StableDiffusionGLIGENPipeline, without gligen_inpaint_image).
-    Other arguments as in text_to_image."""
-    boxes = check_grounding(gligen_phrases, gligen_boxes)
-    beta = float(gligen_scheduled_sampling_beta)
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"gligen_scheduled_sampling_beta must be in [0, 1], got {gligen_scheduled_sampling_beta!r}")
-    _check_unet(components, "gated")
+def check_beta(beta) -> float:
+    """gligen_scheduled_sampling_beta as a float in [0, 1] (ValueError naming it otherwise)."""
+    value = float(beta)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"gligen_scheduled_sampling_beta must be in [0, 1], got {beta!r}")
+    return value
+
+
+def grounded_images(components, grounding: Callable, prompt, negative_prompt, *, num_inference_steps, guidance_scale,
+                    height, width, num_images_per_prompt, latents, output_type, seed, sampler, noise, callback, mode,
+                    vae_dtype, conditioning: dict):
+    """The GLIGEN text-to-image run shared by the grounded recipes: SD text conditioning, latents, then the UNet
+    with the Piece `grounding(rows, guided)` over the schedule, decoded."""
     text, micro = split_conditioning("gligen", conditioning)
     steps = default_steps(components, num_inference_steps)
     g = guidance_of(components, guidance_scale)
@@ -136,10 +134,34 @@ def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None
     schedule = make_schedule(smp, steps)
     x = prepare_latents(components, rows, height, width, noise_src, latents, schedule.init_noise_sigma)
     tracker.add("initial latents", x)
-    grounding = Grounding(text_box_inputs(components, list(gligen_phrases), boxes, rows, guided), beta)
+    piece = grounding(rows, guided)
     x = sd_denoise(components, emb, micro, x, schedule, smp, noise_src, guidance_scale=g, height=height,
-                   width=width, pieces=(grounding,), callback=callback, mode=mode, tracker=tracker)
+                   width=width, pieces=(piece,), callback=callback, mode=mode, tracker=tracker)
     return finish(components, x, output_type, vae_dtype, tracker)
+
+
+@diffusers_names
+def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None, gligen_boxes=None,
+           gligen_scheduled_sampling_beta: float = 0.3, num_inference_steps: Optional[int] = None,
+           guidance_scale: float = 7.5, height: Optional[int] = None, width: Optional[int] = None,
+           num_images_per_prompt: int = 1, latents=None, output_type: str = "pil", seed: Optional[int] = None,
+           sampler=None, noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
+           vae_dtype="float32", **conditioning):
+    """Images from text with `gligen_phrases` placed in `gligen_boxes` ([xmin, ymin, xmax, ymax] fractions of the
+    image, one box per phrase) (diffusers' StableDiffusionGLIGENPipeline, without gligen_inpaint_image).
+    Other arguments as in text_to_image."""
+    boxes = check_grounding(gligen_phrases, gligen_boxes)
+    beta = check_beta(gligen_scheduled_sampling_beta)
+    check_unet(components, "gated")
+
+    def grounding(rows: int, guided: bool) -> Grounding:
+        return Grounding(text_box_inputs(components, list(gligen_phrases), boxes, rows, guided), beta)
+
+    return grounded_images(components, grounding, prompt, negative_prompt, num_inference_steps=num_inference_steps,
+                           guidance_scale=guidance_scale, height=height, width=width,
+                           num_images_per_prompt=num_images_per_prompt, latents=latents, output_type=output_type,
+                           seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
+                           vae_dtype=vae_dtype, conditioning=conditioning)
 
 
 def parse_boxes(text: str) -> list:

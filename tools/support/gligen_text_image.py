@@ -1,0 +1,93 @@
+"""Rows of the GLIGEN text-image recipe and its nets (fixtures from tools/fixtures/gligen_text_image.py).
+
+Recipe rows carry diffusers' own fp16 output (fp16.npz), so an fp16 cell shows both errors. Net rows: the UNet with
+the text-image position_net (GLIGENTextBoundingboxProjection, feature_type "text-image") and the CLIPImageProjection,
+each against diffusers' fp32 output. The fixture keeps the UNet's weights in unet.npz; `pipeline_folder` writes the
+diffusers folder msdiff loads.
+"""
+import atexit
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import Row, call, diffusers_fp16, tensor
+
+
+@functools.lru_cache(maxsize=None)
+def pipeline_folder(fix: Path) -> Path:
+    """The fixture's diffusers pipeline folder: pipe/ with unet/diffusion_pytorch_model.safetensors written from
+    unet.npz, in a temporary folder removed at exit."""
+    from safetensors.numpy import save_file
+
+    root = Path(tempfile.mkdtemp(prefix="msdiff-gligen-text-image-"))
+    atexit.register(shutil.rmtree, root, True)
+    folder = root / "pipe"
+    shutil.copytree(Path(fix) / "pipe", folder)
+    with np.load(Path(fix) / "unet.npz") as f:
+        save_file({k: f[k] for k in f.files}, str(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+                  metadata={"format": "pt"})
+    return folder
+
+
+def case_kwargs(fix: Path, name: str, meta: dict) -> tuple:
+    """(recipe keyword arguments, expected images) of a recorded case: its images, latents and noise draws."""
+    import PIL.Image
+    d = dict(np.load(fix / f"{name}.npz"))
+    kwargs = dict(meta["args"], noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
+    if "latents" in d:
+        kwargs["latents"] = d["latents"]
+    if "gligen_images" in kwargs:
+        kwargs["gligen_images"] = [None if k is None else PIL.Image.fromarray(d[k]) for k in kwargs["gligen_images"]]
+    return kwargs, d["expected"]
+
+
+def _recipe_row(fix: Path, name: str, meta: dict) -> Row:
+    def run(mode, dtype):
+        import msdiff
+        from msdiff.recipes.gligen_text_image import gligen_text_image
+        c = msdiff.load_pipeline(pipeline_folder(fix), dtype=dtype)
+        kwargs, want = case_kwargs(fix, name, meta)
+        return [(gligen_text_image(c, output_type="np", mode=mode, **kwargs), want,
+                 diffusers_fp16(fix, name, dtype))]
+
+    return Row(f"{meta['pipeline_class']} ({name})", "recipe", run)
+
+
+def _unet_row(fix: Path) -> Row:
+    def run(mode, dtype):
+        import mindspore as ms
+        import msdiff
+        d = dict(np.load(fix / "nets.npz"))
+        net = msdiff.load(pipeline_folder(fix) / "unet", dtype=dtype)
+
+        def f(sample, t, context, *grounding):
+            return net(sample, t, context, gligen=grounding)
+
+        keys = ("sample", "timestep", "context", "boxes", "masks", "phrases_masks", "image_masks",
+                "phrases_embeddings", "image_embeddings")
+        args = tuple(tensor(d[f"unet:{k}"]) for k in keys)
+        return [(call(f, mode, *args, ms.Tensor(1.0, ms.float32))[0], d["unet:expected"])]
+
+    return Row("UNet2DConditionModel (GLIGEN text-image: GLIGENTextBoundingboxProjection feature_type text-image, "
+               "GatedSelfAttentionDense; tiny)", "net", run)
+
+
+def _project_row(fix: Path) -> Row:
+    def run(mode, dtype):
+        import msdiff
+        d = dict(np.load(fix / "nets.npz"))
+        net = msdiff.load(fix / "pipe", "image_project", dtype=dtype)
+        return [(call(net, mode, tensor(d["project:input"]))[0], d["project:expected"])]
+
+    return Row("CLIPImageProjection (tiny)", "net", run)
+
+
+def rows(fix: Path) -> list:
+    if not (fix / "cases.json").is_file():
+        return []
+    cases = json.loads((fix / "cases.json").read_text())
+    return [_recipe_row(fix, name, meta) for name, meta in sorted(cases.items())] + [_unet_row(fix), _project_row(fix)]
