@@ -1,13 +1,16 @@
-"""`python -m benchmarks [--smoke] [--only ops,nets,load] [--json out.json] [--reference-python PY]`."""
+"""`python -m benchmarks [--smoke] [--only ops,nets,load,realsize,profile,graph_memory] [--json out.json]
+[--reference-python PY]` (default sections: ops, nets, load)."""
 import argparse
 import datetime
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
 
 from . import nets_bench, reference, report, specs
@@ -94,10 +97,29 @@ def _ops(args, ref_python, selected, log) -> tuple:
     return bench_rows, rows
 
 
+def _graph_memory(smoke: bool, timeout: float, log) -> list:
+    """benchmarks/graph_memory.py's PixArt-XL-depth forward (28 blocks, 4,096 tokens; smoke: 2 blocks, 64 tokens),
+    PyNative then graph, one process each: its JSON lines (peak RSS per process)."""
+    rows = []
+    for mode in specs.MODES:
+        cmd = [sys.executable, "-m", "benchmarks.graph_memory", mode] + (["2", "16", "16"] if smoke else
+                                                                          ["28", "128", "128"])
+        log("  graph_memory " + " ".join(cmd[3:]))
+        try:
+            done = subprocess.run(cmd, cwd=nets_bench.ROOT, capture_output=True, text=True, timeout=timeout)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            rows.append(json.loads(lines[-1]) if lines else {"mode": mode, "error": (done.stderr or "no output")
+                                                             .strip().splitlines()[-1][:300]})
+        except subprocess.TimeoutExpired:
+            rows.append({"mode": mode, "error": f"timed out after {timeout:.0f} s"})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny sizes; seconds")
-    p.add_argument("--only", default="ops,nets,load", help="comma list of sections: ops, nets, load")
+    p.add_argument("--only", default="ops,nets,load",
+                   help="comma list of sections: ops, nets, load, realsize, profile, graph_memory")
     p.add_argument("--filter", default=None, help="run only op/net cases whose id matches this regular expression")
     p.add_argument("--json", default=None, help="write the results here as JSON")
     p.add_argument("--reference-python", default=None,
@@ -111,7 +133,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.argv = argv
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = sections - {"ops", "nets", "load"}
+    unknown = sections - {"ops", "nets", "load", "realsize", "profile", "graph_memory"}
     if unknown:
         p.error(f"unknown section(s) in --only: {sorted(unknown)}")
 
@@ -136,9 +158,30 @@ def main(argv=None) -> int:
         result["nets"], result["load"] = nets_bench.run(
             args.smoke, ref_python, args.case_timeout, nets="nets" in sections, load="load" in sections,
             select=selected, blocking=not args.async_launch, log=log)
+    extra = []
+    if "realsize" in sections:  # each case under the machine-wide memory lock, its own RSS cap and timeout
+        from . import realsize, realsize_report
+        log("realsize:")
+        lock = None if args.smoke or not os.path.exists(realsize.DEFAULT_LOCK) else realsize.DEFAULT_LOCK
+        result["realsize"] = realsize.run(args.smoke, ref_python, timeout=args.case_timeout, select=selected,
+                                          lock_path=lock, log=log)
+        extra.append("== real sizes ==\n" + realsize_report.render(result["realsize"]))
+    if "profile" in sections:
+        from . import profile
+        log("profile:")
+        result["profile"] = profile.run(8 if args.smoke else 32, ref_python=ref_python, smoke=args.smoke,
+                                        timeout=args.case_timeout, log=log)
+        extra.append("== profile: SD-1.5 UNet step by op kind ==\n" + profile.render(result["profile"]["results"]))
+    if "graph_memory" in sections:
+        log("graph_memory:")
+        result["graph_memory"] = _graph_memory(args.smoke, args.case_timeout, log)
+        extra.append("== graph-mode memory (PixArt-XL depth) ==\n" + "\n".join(json.dumps(r)
+                                                                             for r in result["graph_memory"]))
     result["meta"]["loadavg_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     result["targets"] = report.targets(result)
     print(report.render(result))
+    for block in extra:
+        print("\n" + block)
     if args.json:
         report.write_json(result, args.json)
         log(f"wrote {args.json}")

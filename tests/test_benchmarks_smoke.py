@@ -1,5 +1,6 @@
 """The benchmark suite in smoke size (seconds): it runs, prints its tables and writes well-formed JSON."""
 import json
+import sys
 
 import pytest
 
@@ -79,3 +80,15 @@ def test_merge_keeps_rows_and_targets(smoke):
     assert len(merged["nets"]) == len(result["nets"]) and len(merged["ops"]) == len(result["ops"])
     assert [t["pass"] for t in merged["targets"]] == [t["pass"] for t in result["targets"]]
     assert "== targets" in report.render(merged)
+
+
+def test_realsize_case_process_and_its_rss_cap():
+    """benchmarks/realsize.py: one tiny case in its own process (timed, peak RSS), and the watchdog's stop."""
+    from benchmarks import realsize
+
+    case = next(c for c in realsize.cases(smoke=True) if c["id"] == "smoke vae 8 fp32 pynative")
+    row = realsize.run_case(case, "msdiff", sys.executable, 12000, 120)
+    assert "error" not in row and "stopped" not in row, row
+    assert row["step_s"] > 0 and row["first_s"] > 0 and row["finite"] and row["peak_rss_mb"] >= row["built_rss_mb"]
+    stopped = realsize.run_case(case, "msdiff", sys.executable, 300, 120)
+    assert stopped["stopped"] == "stopped at cap (300 MB)" and stopped["rss_at_stop_mb"] > 300, stopped
