@@ -21,11 +21,13 @@ from mindspore.nn.utils import no_init_parameters
 import msdiff
 from msdiff.io.registry import net_entry
 from msdiff.recipes import family_of
+from msdiff.recipes.gligen import gligen
 from msdiff.recipes.gligen_text_image import gligen_text_image, image_feature
-from tools.support.gligen_text_image import case_kwargs, pipeline_folder
+from tools.support.gligen_text_image import case_kwargs, inpaint_case, inpaint_folder, pipeline_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gligen_text_image"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
+INPAINT = json.loads((FIXTURES / "inpaint.json").read_text())
 NETS = dict(np.load(FIXTURES / "nets.npz"))
 
 
@@ -44,6 +46,26 @@ def test_gligen_text_image(pipe, case, mode):
     kwargs, want = case_kwargs(FIXTURES, case, CASES[case])
     got = np.asarray(gligen_text_image(pipe, output_type="np", mode=mode, **kwargs))
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("case", sorted(INPAINT))
+def test_gligen_inpaint_image(case):
+    """gligen_inpaint_image of both GLIGEN pipelines (inpainting UNets of 9 input channels) equals diffusers'."""
+    meta = INPAINT[case]
+    recipe, kwargs, want, _ = inpaint_case(FIXTURES, case, meta)
+    c = msdiff.load_pipeline(inpaint_folder(FIXTURES, meta["pipeline"]))
+    got = np.asarray(recipe(c, output_type="np", mode="pynative", **kwargs))
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    with pytest.raises(ValueError, match="height and width must be the VAE's sample_size 64"):
+        recipe(c, **dict(kwargs, height=32))
+    with pytest.raises(ValueError, match="takes 9 input channels .*: pass gligen_inpaint_image"):
+        recipe(c, **dict(kwargs, gligen_inpaint_image=None))
+
+
+def test_inpaint_needs_inpainting_unet(pipe):
+    kwargs, _ = case_kwargs(FIXTURES, "text_image", CASES["text_image"])
+    with pytest.raises(ValueError, match=r"gligen_inpaint_image needs an inpainting GLIGEN UNet \(9 input channels\)"):
+        gligen_text_image(pipe, **dict(kwargs, gligen_inpaint_image=PIL.Image.new("RGB", (64, 64))))
 
 
 def test_nets_parity(pipe):
@@ -114,8 +136,8 @@ def test_family_and_unet_kind():
 
 
 def test_msdiff_generate_dispatches(pipe, tmp_path):
-    """`msdiff generate` runs the text-image recipe (--gligen-phrases / --gligen-images, '-' for none): the PNG
-    equals the recipe called directly."""
+    """`msdiff generate` runs the text-image recipe (--gligen-phrases / --gligen-images, '-' for none) and the
+    text-box one with --gligen-inpaint-image: each PNG equals the recipe called directly."""
     from msdiff.cli import main
 
     ref = tmp_path / "ref.png"
@@ -127,4 +149,11 @@ def test_msdiff_generate_dispatches(pipe, tmp_path):
     want = gligen_text_image(pipe, "a dog", gligen_phrases=["a dog", None], gligen_images=[None, str(ref)],
                              gligen_boxes=[[0.1, 0.1, 0.5, 0.9], [0.5, 0.5, 1.0, 1.0]], num_inference_steps=2,
                              seed=3, mode="pynative")[0]
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(out).convert("RGB")), np.asarray(want))
+    folder = inpaint_folder(FIXTURES, "text_box")
+    assert main(["generate", "--model", str(folder), "--prompt", "a dog", "--steps", "2", "--seed", "3", "--mode",
+                 "pynative", "--out", str(out), "--gligen-phrases", "a dog", "--gligen-boxes", "0.1,0.1,0.5,0.9",
+                 "--gligen-inpaint-image", str(ref)]) == 0
+    want = gligen(msdiff.load_pipeline(folder), "a dog", gligen_phrases=["a dog"], gligen_boxes=[[0.1, 0.1, 0.5, 0.9]],
+                  gligen_inpaint_image=str(ref), num_inference_steps=2, seed=3, mode="pynative")[0]
     np.testing.assert_array_equal(np.asarray(PIL.Image.open(out).convert("RGB")), np.asarray(want))

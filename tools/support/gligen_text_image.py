@@ -27,10 +27,54 @@ def pipeline_folder(fix: Path) -> Path:
     atexit.register(shutil.rmtree, root, True)
     folder = root / "pipe"
     shutil.copytree(Path(fix) / "pipe", folder)
-    with np.load(Path(fix) / "unet.npz") as f:
-        save_file({k: f[k] for k in f.files}, str(folder / "unet" / "diffusion_pytorch_model.safetensors"),
-                  metadata={"format": "pt"})
+    save_file(unet_weights(fix), str(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+              metadata={"format": "pt"})
     return folder
+
+
+@functools.lru_cache(maxsize=None)
+def inpaint_folder(fix: Path, which: str) -> Path:
+    """The inpainting twin (UNet in_channels 9, conv_in from inpaint.npz) of the "text_image" pipeline (pipe/) or
+    the "text_box" one (tests/fixtures/sd_k_gligen/gligen), in a temporary folder removed at exit."""
+    from safetensors.numpy import load_file, save_file
+
+    source = pipeline_folder(fix) if which == "text_image" else Path(fix).parent / "sd_k_gligen" / "gligen"
+    root = Path(tempfile.mkdtemp(prefix=f"msdiff-gligen-inpaint-{which}-"))
+    atexit.register(shutil.rmtree, root, True)
+    folder = root / "pipe"
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps(dict(config, in_channels=9), indent=2))
+    path = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(str(path))
+    with np.load(Path(fix) / "inpaint.npz") as f:
+        weights["conv_in.weight"] = f[f"{which}:conv_in.weight"]
+    save_file(weights, str(path), metadata={"format": "pt"})
+    return folder
+
+
+def inpaint_case(fix: Path, name: str, meta: dict) -> tuple:
+    """(recipe, keyword arguments, expected images, diffusers' fp16 images) of a gligen_inpaint_image case."""
+    import PIL.Image
+    from msdiff.recipes.gligen import gligen
+    from msdiff.recipes.gligen_text_image import gligen_text_image
+    with np.load(fix / "inpaint.npz") as f:
+        d = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith(name + ":")}
+    kwargs = dict(meta["args"], noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])],
+                  gligen_inpaint_image=PIL.Image.fromarray(d["inpaint"]))
+    if "latents" in d:
+        kwargs["latents"] = d["latents"]
+    if "gligen_images" in kwargs:
+        kwargs["gligen_images"] = [PIL.Image.fromarray(d[k]) for k in kwargs["gligen_images"]]
+    recipe = gligen_text_image if meta["pipeline"] == "text_image" else gligen
+    return recipe, kwargs, d["expected"], d["fp16"]
+
+
+def unet_weights(fix: Path) -> dict:
+    """The UNet's fp16 state dict from unet.npz (int8 arrays are codes of value * 64, the position_net's)."""
+    with np.load(Path(fix) / "unet.npz") as f:
+        return {k: (f[k].astype(np.float32) / 64).astype(np.float16) if f[k].dtype == np.int8 else f[k]
+                for k in f.files}
 
 
 def case_kwargs(fix: Path, name: str, meta: dict) -> tuple:
@@ -55,6 +99,16 @@ def _recipe_row(fix: Path, name: str, meta: dict) -> Row:
                  diffusers_fp16(fix, name, dtype))]
 
     return Row(f"{meta['pipeline_class']} ({name})", "recipe", run)
+
+
+def _inpaint_row(fix: Path, name: str, meta: dict) -> Row:
+    def run(mode, dtype):
+        import msdiff
+        c = msdiff.load_pipeline(inpaint_folder(fix, meta["pipeline"]), dtype=dtype)
+        recipe, kwargs, want, half = inpaint_case(fix, name, meta)
+        return [(recipe(c, output_type="np", mode=mode, **kwargs), want, half if dtype == "float16" else None)]
+
+    return Row(f"{meta['pipeline_class']} ({name}, gligen_inpaint_image)", "recipe", run)
 
 
 def _unet_row(fix: Path) -> Row:
@@ -90,4 +144,6 @@ def rows(fix: Path) -> list:
     if not (fix / "cases.json").is_file():
         return []
     cases = json.loads((fix / "cases.json").read_text())
-    return [_recipe_row(fix, name, meta) for name, meta in sorted(cases.items())] + [_unet_row(fix), _project_row(fix)]
+    inpaint = json.loads((fix / "inpaint.json").read_text())
+    return [_recipe_row(fix, name, meta) for name, meta in sorted(cases.items())] + \
+        [_inpaint_row(fix, name, meta) for name, meta in sorted(inpaint.items())] + [_unet_row(fix), _project_row(fix)]

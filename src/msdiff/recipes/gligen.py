@@ -18,6 +18,7 @@ from ..conditioning import cfg_batch, make_schedule
 from ..conditioning.pieces import Piece
 from ..samplers import FiniteTracker, noise_source, resolve_sampler
 from .family import Family, diffusers_names
+from .gligen_inpaint import check_inpaint, inpaint_start
 from .latents import finish, prepare_latents
 from .sd import default_hw, default_steps, guidance_of, split_conditioning, text_conditioning, uses_cfg
 from .sd_run import sd_denoise
@@ -118,13 +119,15 @@ def check_beta(beta) -> float:
 
 def grounded_images(components, grounding: Callable, prompt, negative_prompt, *, num_inference_steps, guidance_scale,
                     height, width, num_images_per_prompt, latents, output_type, seed, sampler, noise, callback, mode,
-                    vae_dtype, conditioning: dict):
-    """The GLIGEN text-to-image run shared by the grounded recipes: SD text conditioning, latents, then the UNet
-    with the Piece `grounding(rows, guided)` over the schedule, decoded."""
+                    vae_dtype, conditioning: dict, inpaint_image=None, boxes=()):
+    """The GLIGEN run shared by the grounded recipes: SD text conditioning, latents (or gligen_inpaint_image's
+    start, recipes/gligen_inpaint.py), then the UNet with the Piece `grounding(rows, guided)` over the schedule,
+    decoded."""
     text, micro = split_conditioning("gligen", conditioning)
     steps = default_steps(components, num_inference_steps)
     g = guidance_of(components, guidance_scale)
     height, width = default_hw(components, height, width)
+    check_inpaint(components, inpaint_image, height, width)
     noise_src, tracker = noise_source(seed, noise), FiniteTracker()
     guided = uses_cfg(components, g)
     emb = text_conditioning(components, prompt, negative_prompt, text, guidance=guided,
@@ -132,24 +135,29 @@ def grounded_images(components, grounding: Callable, prompt, negative_prompt, *,
     rows = emb.prompt_embeds.shape[0]
     smp = resolve_sampler(components.scheduler, sampler)
     schedule = make_schedule(smp, steps)
-    x = prepare_latents(components, rows, height, width, noise_src, latents, schedule.init_noise_sigma)
+    if inpaint_image is None:
+        x, pieces = prepare_latents(components, rows, height, width, noise_src, latents, schedule.init_noise_sigma), ()
+    else:
+        x, pieces = inpaint_start(components, inpaint_image, boxes, rows, height, width, noise_src, latents, schedule,
+                                  vae_dtype)
     tracker.add("initial latents", x)
-    piece = grounding(rows, guided)
+    pieces = (grounding(rows, guided),) + pieces
     x = sd_denoise(components, emb, micro, x, schedule, smp, noise_src, guidance_scale=g, height=height,
-                   width=width, pieces=(piece,), callback=callback, mode=mode, tracker=tracker)
+                   width=width, pieces=pieces, callback=callback, mode=mode, tracker=tracker)
     return finish(components, x, output_type, vae_dtype, tracker)
 
 
 @diffusers_names
 def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None, gligen_boxes=None,
-           gligen_scheduled_sampling_beta: float = 0.3, num_inference_steps: Optional[int] = None,
-           guidance_scale: float = 7.5, height: Optional[int] = None, width: Optional[int] = None,
-           num_images_per_prompt: int = 1, latents=None, output_type: str = "pil", seed: Optional[int] = None,
-           sampler=None, noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
-           vae_dtype="float32", **conditioning):
+           gligen_inpaint_image=None, gligen_scheduled_sampling_beta: float = 0.3,
+           num_inference_steps: Optional[int] = None, guidance_scale: float = 7.5, height: Optional[int] = None,
+           width: Optional[int] = None, num_images_per_prompt: int = 1, latents=None, output_type: str = "pil",
+           seed: Optional[int] = None, sampler=None, noise=None, callback: Optional[Callable] = None,
+           mode: Optional[str] = None, vae_dtype="float32", **conditioning):
     """Images from text with `gligen_phrases` placed in `gligen_boxes` ([xmin, ymin, xmax, ymax] fractions of the
-    image, one box per phrase) (diffusers' StableDiffusionGLIGENPipeline, without gligen_inpaint_image).
-    Other arguments as in text_to_image."""
+    image, one box per phrase) (diffusers' StableDiffusionGLIGENPipeline); with gligen_inpaint_image (PIL / numpy
+    image or path) and an inpainting UNet the boxes of that image are regenerated. Other arguments as in
+    text_to_image."""
     boxes = check_grounding(gligen_phrases, gligen_boxes)
     beta = check_beta(gligen_scheduled_sampling_beta)
     check_unet(components, "gated")
@@ -161,7 +169,8 @@ def gligen(components, prompt=None, negative_prompt=None, *, gligen_phrases=None
                            guidance_scale=guidance_scale, height=height, width=width,
                            num_images_per_prompt=num_images_per_prompt, latents=latents, output_type=output_type,
                            seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
-                           vae_dtype=vae_dtype, conditioning=conditioning)
+                           vae_dtype=vae_dtype, conditioning=conditioning, inpaint_image=gligen_inpaint_image,
+                           boxes=boxes[:MAX_OBJS])
 
 
 def parse_boxes(text: str) -> list:
@@ -189,12 +198,15 @@ _CLI_OPTIONS = (
     ("--gligen-phrases", dict(nargs="+", default=None, help="GLIGEN: one phrase per box, placed in --gligen-boxes")),
     ("--gligen-boxes", dict(default=None, help="GLIGEN: boxes x0,y0,x1,y1 (fractions of the image in [0, 1]), one "
                                                "per phrase, separated by ';'")),
+    ("--gligen-inpaint-image", dict(default=None, help="GLIGEN with an inpainting UNet: the image whose boxes are "
+                                                       "regenerated")),
 )
 
 FAMILIES = (
     Family("gligen", gligen, ("StableDiffusionGLIGENPipeline",),
            {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale",
-            "sampler": "sampler", "size": "size", "gligen_phrases": "gligen_phrases", "gligen_boxes": "gligen_boxes"},
+            "sampler": "sampler", "size": "size", "gligen_phrases": "gligen_phrases", "gligen_boxes": "gligen_boxes",
+            "gligen_inpaint_image": "gligen_inpaint_image"},
            ("gligen_phrases", "gligen_boxes"), steps=30, prepare=_cli, cli_options=_CLI_OPTIONS,
            help="grounded text-to-image: --gligen-phrases placed in --gligen-boxes (one box per phrase)"),
 )

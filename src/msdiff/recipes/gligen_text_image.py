@@ -131,7 +131,8 @@ def text_image_inputs(components, phrases, images, boxes, masks: tuple, normaliz
 @diffusers_names
 def gligen_text_image(components, prompt=None, negative_prompt=None, *, gligen_phrases=None, gligen_images=None,
                       gligen_boxes=None, input_phrases_mask=None, input_images_mask=None,
-                      gligen_scheduled_sampling_beta: float = 0.3, gligen_normalize_constant: float = 28.7,
+                      gligen_inpaint_image=None, gligen_scheduled_sampling_beta: float = 0.3,
+                      gligen_normalize_constant: float = 28.7,
                       num_inference_steps: Optional[int] = None, guidance_scale: float = 7.5,
                       height: Optional[int] = None, width: Optional[int] = None, num_images_per_prompt: int = 1,
                       latents=None, output_type: str = "pil", seed: Optional[int] = None, sampler=None, noise=None,
@@ -140,8 +141,10 @@ def gligen_text_image(components, prompt=None, negative_prompt=None, *, gligen_p
     """Images from text with, in each of `gligen_boxes` ([xmin, ymin, xmax, ymax] fractions of the image), the
     phrase gligen_phrases[k] and / or the reference image gligen_images[k] (PIL / numpy image or a path; None for
     a box without one); input_phrases_mask / input_images_mask (a number or a list, 0 drops a box's feature) as in
-    diffusers' StableDiffusionGLIGENTextImagePipeline (without gligen_inpaint_image). gligen_scheduled_sampling_beta
-    is checked but, as in diffusers, changes nothing. Other arguments as in text_to_image."""
+    diffusers' StableDiffusionGLIGENTextImagePipeline; with gligen_inpaint_image (PIL / numpy image or path) and an
+    inpainting UNet the boxes of that image are regenerated (recipes/gligen_inpaint.py).
+    gligen_scheduled_sampling_beta is checked but, as in diffusers, changes nothing. Other arguments as in
+    text_to_image."""
     phrases, images, boxes = check_objects(gligen_phrases, gligen_images, gligen_boxes)
     check_beta(gligen_scheduled_sampling_beta)
     constant = float(gligen_normalize_constant)
@@ -163,7 +166,8 @@ def gligen_text_image(components, prompt=None, negative_prompt=None, *, gligen_p
                            guidance_scale=guidance_scale, height=height, width=width,
                            num_images_per_prompt=num_images_per_prompt, latents=latents, output_type=output_type,
                            seed=seed, sampler=sampler, noise=noise, callback=callback, mode=mode,
-                           vae_dtype=vae_dtype, conditioning=conditioning)
+                           vae_dtype=vae_dtype, conditioning=conditioning, inpaint_image=gligen_inpaint_image,
+                           boxes=boxes)
 
 
 def _none_dash(values):
@@ -187,7 +191,7 @@ FAMILIES = (
     Family("gligen_text_image", gligen_text_image, ("StableDiffusionGLIGENTextImagePipeline",),
            {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale",
             "sampler": "sampler", "size": "size", "gligen_phrases": "gligen_phrases", "gligen_images": "gligen_images",
-            "gligen_boxes": "gligen_boxes"},
+            "gligen_boxes": "gligen_boxes", "gligen_inpaint_image": "gligen_inpaint_image"},
            ("gligen_boxes",), steps=30, prepare=_cli, cli_options=_CLI_OPTIONS + _IMAGE_OPTIONS,
            help="grounded text-to-image: --gligen-phrases and / or --gligen-images ('-' for none) placed in "
                 "--gligen-boxes (one box per entry)"),
