@@ -1,8 +1,9 @@
-"""Where one SD-1.5 UNet step's time goes, by op kind: msdiff (PyNative, graph) next to PyTorch diffusers.
+"""Where one SD-1.5 UNet step's (or VAE decode's) time goes, by op kind: msdiff (PyNative, graph) next to diffusers.
 
-`python -m benchmarks.profile [--latent 32] [--modes pynative,graph] [--reference-python PY]`
-(also `python -m benchmarks --only profile`). Batch 2 (classifier-free guidance), the real SD-1.5
-UNet config (benchmarks/specs.py), random weights (nets_bench.build_net), fp32.
+`python -m benchmarks.profile [--net unet|vae] [--latent 32] [--modes pynative,graph] [--reference-python PY]`
+(also `python -m benchmarks --only profile`). UNet: batch 2 (classifier-free guidance); VAE (`--net vae`):
+`decode` of batch 1 (latent 64 = a 512x512 image). The real SD-1.5 configs (benchmarks/specs.py), random
+weights (nets_bench.build_net), fp32.
 
 Each side runs in a fresh process: one warm-up call, one timed call (the "step" wall time), one
 profiled call.
@@ -178,6 +179,8 @@ def _inputs(case: dict):
     rng = np.random.default_rng(0)
     n, b = case["latent"], case["batch"]
     x = ms.Tensor(rng.standard_normal((b, 4, n, n)).astype(np.float32))
+    if case["net"] == "vae":
+        return (x,)
     ctx = ms.Tensor(rng.standard_normal((b, specs.TEXT_TOKENS, case["config"]["cross_attention_dim"]))
                     .astype(np.float32))
     return x, ms.Tensor(np.full((b,), 999.0, np.float32)), ctx
@@ -202,7 +205,11 @@ def run_msdiff(case: dict) -> dict:
 
     def step(sample, timestep, context):
         return net(sample, timestep, context)
-    fn = ms.jit(step) if graph else step
+
+    def decode(z):
+        return net.decode(z)
+    fn = decode if case["net"] == "vae" else step
+    fn = ms.jit(fn) if graph else fn
 
     def call():
         fn(*args).asnumpy()
@@ -247,24 +254,33 @@ def run_msdiff(case: dict) -> dict:
 def run_torch(case: dict) -> dict:
     """Profile one diffusers UNet step (eager) in this process with torch.profiler."""
     import torch
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     torch.manual_seed(0)
-    net = UNet2DConditionModel.from_config(case["config"]).eval()
     g = torch.Generator().manual_seed(0)
     n, b = case["latent"], case["batch"]
     x = torch.randn((b, 4, n, n), generator=g)
-    ctx = torch.randn((b, specs.TEXT_TOKENS, case["config"]["cross_attention_dim"]), generator=g)
-    t = torch.full((b,), 999.0)
+    if case["net"] == "vae":
+        net = AutoencoderKL.from_config(case["config"]).eval()
+
+        def call():
+            net.decode(x, return_dict=False)
+    else:
+        net = UNet2DConditionModel.from_config(case["config"]).eval()
+        ctx = torch.randn((b, specs.TEXT_TOKENS, case["config"]["cross_attention_dim"]), generator=g)
+        t = torch.full((b,), 999.0)
+
+        def call():
+            net(x, t, ctx, return_dict=False)
     with torch.inference_mode():
         t0 = time.perf_counter()
-        net(x, t, ctx, return_dict=False)
+        call()
         first_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        net(x, t, ctx, return_dict=False)
+        call()
         wall_ms = (time.perf_counter() - t0) * 1e3
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            net(x, t, ctx, return_dict=False)
+            call()
     table, detail = {}, {}
     for ev in prof.key_averages():
         ms_self = ev.self_cpu_time_total / 1e3
@@ -276,7 +292,10 @@ def run_torch(case: dict) -> dict:
 
 # ---- parent side ---------------------------------------------------------------------------------
 
-def _case(latent: int, smoke: bool, mode: str) -> dict:
+def _case(latent: int, smoke: bool, mode: str, net: str = "unet") -> dict:
+    if net == "vae":
+        config = specs.TINY_VAE if smoke else specs.SD15_VAE
+        return {"net": "vae", "config": config, "latent": latent, "batch": 1, "dtype": "float32", "mode": mode}
     config = specs.TINY_UNET if smoke else specs.SD15_UNET
     return {"net": "unet", "config": config, "latent": latent, "batch": 2, "dtype": "float32", "mode": mode}
 
@@ -328,28 +347,30 @@ def render(results: list) -> str:
 
 
 def run(latent: int = 32, modes=("pynative", "graph"), ref_python=None, smoke: bool = False,
-        timeout: float = 1800.0, log=print) -> dict:
+        timeout: float = 1800.0, log=print, net: str = "unet") -> dict:
     """Profile each side in a fresh process; {meta, results}."""
     from .nets_bench import ROOT
 
     results = []
     load = [" ".join(f"{x:.1f}" for x in os.getloadavg())]
-    jobs = [(sys.executable, "msdiff", _case(latent, smoke, m)) for m in modes]
+    jobs = [(sys.executable, "msdiff", _case(latent, smoke, m, net)) for m in modes]
     if ref_python:
-        jobs.append((ref_python, "torch", _case(latent, smoke, "eager")))
+        jobs.append((ref_python, "torch", _case(latent, smoke, "eager", net)))
     for python, side, case in jobs:
-        log(f"  profile: {side} {case['mode']} {latent}x{latent} b2")
+        log(f"  profile: {side} {net} {case['mode']} {latent}x{latent} b{case['batch']}")
         got, err = run_worker(python, "benchmarks.profile", {"side": side, "case": case}, timeout, ROOT)
         results.append(got[0] if got else {"side": f"{side} {case['mode']}".replace(" eager", ""),
                                            "error": err or "no result"})
         load.append(" ".join(f"{x:.1f}" for x in os.getloadavg()))
-    return {"meta": {"latent": latent, "batch": 2, "smoke": smoke, "loadavg": load,
+    return {"meta": {"net": net, "latent": latent, "batch": jobs[0][2]["batch"], "smoke": smoke, "loadavg": load,
                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "results": results}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
-    p.add_argument("--latent", type=int, default=None, help="latent size (default 32; smoke 8)")
+    p.add_argument("--net", choices=("unet", "vae"), default="unet",
+                   help="unet: one UNet step, batch 2; vae: one VAE decode, batch 1 (default unet)")
+    p.add_argument("--latent", type=int, default=None, help="latent size (default 32, vae 64; smoke 8, vae 4)")
     p.add_argument("--modes", default="pynative,graph", help="msdiff modes, comma list (default pynative,graph)")
     p.add_argument("--smoke", action="store_true", help="tiny UNet (seconds)")
     p.add_argument("--reference-python", default=None, help="interpreter with torch + diffusers")
@@ -367,10 +388,13 @@ def main(argv=None) -> int:
     from . import reference
 
     ref = reference.resolve_python(args.reference_python, args.no_reference)
-    latent = args.latent or (8 if args.smoke else 32)
+    vae = args.net == "vae"
+    latent = args.latent or ((4 if vae else 8) if args.smoke else (64 if vae else 32))
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    result = run(latent, modes, ref, args.smoke, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"== profile: SD-1.5 UNet step, batch 2, {latent}x{latent} latents, fp32 "
+    result = run(latent, modes, ref, args.smoke, log=lambda m: print(m, file=sys.stderr, flush=True), net=args.net)
+    what = (f"VAE decode, batch 1, {latent * 8}x{latent * 8} image" if vae
+            else f"UNet step, batch 2, {latent}x{latent} latents")
+    print(f"== profile: SD-1.5 {what}, fp32 "
           f"({result['meta']['date']}, load average {' -> '.join(result['meta']['loadavg'])}) ==")
     print(render(result["results"]))
     if args.json:

@@ -14,6 +14,7 @@ from .layout import expand_as
 
 
 _BMM_NT = ops.BatchMatMul(transpose_b=True)
+_BMM = ops.BatchMatMul()
 # Query chunks of one attention call: more do not compile under mindspore.jit (its unrolled loop passes the
 # graph call depth 1000 from ~200 chunks on); up to _SERIAL_CHUNKS they run one after another.
 MAX_CHUNKS = 128
@@ -25,6 +26,14 @@ def _q_kt(q, k):
     if q.ndim >= 3 and q.shape[:-2] == k.shape[:-2]:
         return _BMM_NT(q, k)
     return ops.matmul(q, k.swapaxes(-1, -2))
+
+
+def _p_v(p, v):
+    """p @ v. Same batch axes: the BatchMatMul primitive (CPU, 16 x 512 x 4096 @ 16 x 4096 x 40 fp32: 15 ms
+    against 28-35 ms for ops.matmul, which goes through the broadcasting matmul path)."""
+    if p.ndim >= 3 and p.shape[:-2] == v.shape[:-2]:
+        return _BMM(p, v)
+    return ops.matmul(p, v)
 
 
 def _scores_softmax_v(q, k, v, mask, scale):
@@ -39,7 +48,7 @@ def _scores_softmax_v(q, k, v, mask, scale):
             mask = mask.astype(ms.float32)
             scores = scores + expand_as(mask.reshape((1,) * (scores.ndim - mask.ndim) + mask.shape), scores)
     probs = ops.softmax(scores, axis=-1)
-    return ops.matmul(probs if v.dtype == ms.float32 else probs.astype(v.dtype), v)
+    return _p_v(probs if v.dtype == ms.float32 else probs.astype(v.dtype), v)
 
 
 def softmax_bmm_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor = None,
