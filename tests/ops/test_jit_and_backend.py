@@ -56,6 +56,8 @@ def f_downsample_fir(x): return ops.downsample_fir(x, None, (1, 3, 3, 1))
 def f_downsample_fir_conv(x): return ops.downsample_fir(x, W33.reshape(2, 4, 3, 3)[:, :4], (1, 3, 3, 1))
 def f_expand_as(x): return x * ops.expand_as(x[:, :1, :1] + 1.0, x)
 def f_swapaxes(x): return ops.swapaxes(x, 1, 2) * 2.0
+def f_permute(x): return ops.permute(x, (2, 0, 1)) * 2.0
+def f_add_channels(x): return ops.add_channels(x, x[:, :, 0] * 2.0)
 def f_activate(x): return ops.activate(x, "gelu") + ops.activate(x, "silu")
 
 
@@ -70,7 +72,8 @@ CASES = {
     "interpolate_frac": (f_interpolate_frac, X4), "pad": (f_pad, X4), "embedding": (f_embedding, IDS),
     "upfirdn2d": (f_upfirdn2d, X4), "upsample_fir": (f_upsample_fir, X4), "upsample_fir_conv": (f_upsample_fir_conv, X4),
     "downsample_fir": (f_downsample_fir, X4), "downsample_fir_conv": (f_downsample_fir_conv, X4),
-    "expand_as": (f_expand_as, SEQ), "swapaxes": (f_swapaxes, SEQ), "activate": (f_activate, SEQ),
+    "expand_as": (f_expand_as, SEQ), "swapaxes": (f_swapaxes, SEQ), "permute": (f_permute, SEQ),
+    "add_channels": (f_add_channels, SEQ), "activate": (f_activate, SEQ),
 }
 
 

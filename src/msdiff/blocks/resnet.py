@@ -57,12 +57,14 @@ class ResnetBlock2D(nn.Cell):
         h = self.conv1(h)
         if self.time_emb_proj is not None and temb is not None:
             t = temb if self.skip_time_act else ops.activate(temb, self.act_fn)
-            t = self.time_emb_proj(t)[:, :, None, None]
+            t = self.time_emb_proj(t)
+            # add_channels / expand_as, not a broadcast: see ops.layout on graph-mode memory
             if self.time_embedding_norm == "scale_shift":
                 scale, shift = t.chunk(2, axis=1)
-                h = self.norm2(h) * (1 + scale) + shift
+                h = self.norm2(h)
+                h = ops.add_channels(h * ops.expand_as((1 + scale)[:, :, None, None], h), shift)
             else:
-                h = self.norm2(h + t)
+                h = self.norm2(ops.add_channels(h, t))
         else:
             if self.time_embedding_norm == "scale_shift":
                 raise ValueError("ResnetBlock2D: time_embedding_norm 'scale_shift' needs temb")

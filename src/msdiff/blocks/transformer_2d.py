@@ -3,6 +3,7 @@ import mindspore as ms
 from jaxtyping import Float
 from mindspore import Tensor, nn
 
+from .. import ops
 from .attention import BasicTransformerBlock
 from .layers import Conv2d, GroupNorm, Linear
 
@@ -41,14 +42,14 @@ class Transformer2DModel(nn.Cell):
         x = self.norm(x)
         if not self.use_linear_projection:
             x = self.proj_in(x)
-        x = x.transpose(0, 2, 3, 1).reshape(b, h * w, -1)
+        x = ops.permute(x, (0, 2, 3, 1)).reshape(b, h * w, -1)
         if self.use_linear_projection:
             x = self.proj_in(x)
         for block in self.transformer_blocks:
             x = block(x, context)
         if self.use_linear_projection:
             x = self.proj_out(x)
-        x = x.reshape(b, h, w, -1).transpose(0, 3, 1, 2)
+        x = ops.permute(x.reshape(b, h, w, -1), (0, 3, 1, 2))
         if not self.use_linear_projection:
             x = self.proj_out(x)
         return x + residual
