@@ -23,6 +23,7 @@ from msdiff.io.registry import net_entry
 from msdiff.recipes import family_of
 from msdiff.recipes.gligen import gligen
 from msdiff.recipes.gligen_text_image import gligen_text_image, image_feature
+from tools.support._packed import pipeline_folder as packed_folder
 from tools.support.gligen_text_image import case_kwargs, inpaint_case, inpaint_folder, pipeline_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gligen_text_image"
@@ -130,7 +131,7 @@ def test_missing_image_component(pipe, missing):
 
 def test_family_and_unet_kind():
     assert family_of("StableDiffusionGLIGENTextImagePipeline").recipe is gligen_text_image
-    text_box = msdiff.load_pipeline(FIXTURES.parent / "sd_k_gligen" / "gligen")
+    text_box = msdiff.load_pipeline(packed_folder(FIXTURES.parent / "sd_k_gligen", "gligen"))
     with pytest.raises(ValueError, match="needs a GLIGEN UNet with attention_type 'gated-text-image'"):
         gligen_text_image(text_box, prompt="x", gligen_phrases=["a"], gligen_boxes=[[0, 0, 1, 1]])
 

@@ -22,6 +22,7 @@ from msdiff.nets import unet_k
 from msdiff.recipes import family_of
 from msdiff.recipes.gligen import gligen
 from msdiff.recipes.latent_upscale import latent_upscale
+from tools.support._packed import pipeline_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sd_k_gligen"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
@@ -29,7 +30,7 @@ CASES = json.loads((FIXTURES / "cases.json").read_text())
 
 @functools.lru_cache(maxsize=None)
 def _components(folder: str):
-    return msdiff.load_pipeline(FIXTURES / folder)
+    return msdiff.load_pipeline(pipeline_folder(FIXTURES, folder))  # the UNet's weights from <folder>_unet.npz
 
 
 def _case(name: str):
@@ -170,8 +171,8 @@ def test_msdiff_generate_dispatches(tmp_path):
              lambda c: gligen(c, "a dog", gligen_phrases=["a dog", "a ball"], gligen_boxes=boxes, **common))]
     for folder, extra, direct in runs:
         out = tmp_path / f"{folder}.png"
-        assert main(["generate", "--model", str(FIXTURES / folder), "--prompt", "a dog", "--steps", "2", "--seed", "3",
-                     "--mode", "pynative", "--out", str(out)] + extra) == 0
+        assert main(["generate", "--model", str(pipeline_folder(FIXTURES, folder)), "--prompt", "a dog", "--steps", "2",
+                     "--seed", "3", "--mode", "pynative", "--out", str(out)] + extra) == 0
         want = np.asarray(direct(_components(folder))[0])
         np.testing.assert_array_equal(np.asarray(PIL.Image.open(out).convert("RGB")), want)
 

@@ -2,8 +2,8 @@
 
 Recipe rows carry diffusers' own fp16 output (fp16.npz), so an fp16 cell shows both errors. Net rows: the UNet with
 the text-image position_net (GLIGENTextBoundingboxProjection, feature_type "text-image") and the CLIPImageProjection,
-each against diffusers' fp32 output. The fixture keeps the UNet's weights in unet.npz; `pipeline_folder` writes the
-diffusers folder msdiff loads.
+each against diffusers' fp32 output. The fixture keeps the UNet's weights in pipe_unet.npz; `pipeline_folder` writes
+the diffusers folder msdiff loads.
 
 The fp16 error of inpaint_text_image (tiny UNet, CFG 7.5, 3 steps) depends on the draw more than on the code: over
 generator seeds 0-5 of that case, diffusers' own fp16 image rel L2 was 6.4e-3, 1.4e-3, 1.1e-3, 8.6e-4, 2.1e-3,
@@ -20,21 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from . import Row, call, diffusers_fp16, tensor
+from ._packed import pipeline_folder as packed_folder
 
 
-@functools.lru_cache(maxsize=None)
 def pipeline_folder(fix: Path) -> Path:
-    """The fixture's diffusers pipeline folder: pipe/ with unet/diffusion_pytorch_model.safetensors written from
-    unet.npz, in a temporary folder removed at exit."""
-    from safetensors.numpy import save_file
-
-    root = Path(tempfile.mkdtemp(prefix="msdiff-gligen-text-image-"))
-    atexit.register(shutil.rmtree, root, True)
-    folder = root / "pipe"
-    shutil.copytree(Path(fix) / "pipe", folder)
-    save_file(unet_weights(fix), str(folder / "unet" / "diffusion_pytorch_model.safetensors"),
-              metadata={"format": "pt"})
-    return folder
+    """The fixture's diffusers pipeline folder (pipe/ with its UNet from pipe_unet.npz, tools/support/_packed.py)."""
+    return packed_folder(Path(fix), "pipe")
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,7 +34,8 @@ def inpaint_folder(fix: Path, which: str) -> Path:
     the "text_box" one (tests/fixtures/sd_k_gligen/gligen), in a temporary folder removed at exit."""
     from safetensors.numpy import load_file, save_file
 
-    source = pipeline_folder(fix) if which == "text_image" else Path(fix).parent / "sd_k_gligen" / "gligen"
+    source = pipeline_folder(fix) if which == "text_image" else packed_folder(Path(fix).parent / "sd_k_gligen",
+                                                                             "gligen")
     root = Path(tempfile.mkdtemp(prefix=f"msdiff-gligen-inpaint-{which}-"))
     atexit.register(shutil.rmtree, root, True)
     folder = root / "pipe"
@@ -73,13 +65,6 @@ def inpaint_case(fix: Path, name: str, meta: dict) -> tuple:
         kwargs["gligen_images"] = [PIL.Image.fromarray(d[k]) for k in kwargs["gligen_images"]]
     recipe = gligen_text_image if meta["pipeline"] == "text_image" else gligen
     return recipe, kwargs, d["expected"], d["fp16"]
-
-
-def unet_weights(fix: Path) -> dict:
-    """The UNet's fp16 state dict from unet.npz (int8 arrays are codes of value * 64, the position_net's)."""
-    with np.load(Path(fix) / "unet.npz") as f:
-        return {k: (f[k].astype(np.float32) / 64).astype(np.float16) if f[k].dtype == np.int8 else f[k]
-                for k in f.files}
 
 
 def case_kwargs(fix: Path, name: str, meta: dict) -> tuple:

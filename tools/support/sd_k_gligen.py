@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import Row, call, diffusers_fp16, tensor
+from ._packed import pipeline_folder
 
 
 def _kwargs(fix: Path, name: str, meta: dict, mode: str) -> tuple:
@@ -32,7 +33,7 @@ def _recipe_row(fix: Path, name: str, meta: dict) -> Row:
         from msdiff.recipes.gligen import gligen
         from msdiff.recipes.latent_upscale import latent_upscale
         recipe = gligen if meta["folder"] == "gligen" else latent_upscale
-        c = msdiff.load_pipeline(fix / meta["folder"], dtype=dtype)
+        c = msdiff.load_pipeline(pipeline_folder(fix, meta["folder"]), dtype=dtype)
         kwargs, want = _kwargs(fix, name, meta, mode)
         return [(recipe(c, output_type="np", **kwargs), want, diffusers_fp16(fix, name, dtype))]
 
@@ -44,7 +45,7 @@ def _gligen_net_row(fix: Path) -> Row:
         import mindspore as ms
         import msdiff
         d = dict(np.load(fix / "unet_gligen.npz"))
-        net = msdiff.load(fix / "gligen" / "unet", dtype=dtype)
+        net = msdiff.load(pipeline_folder(fix, "gligen") / "unet", dtype=dtype)
 
         def f(sample, t, context, boxes, masks, embeds, scale):
             return net(sample, t, context, gligen=(boxes, masks, embeds, scale))
@@ -60,7 +61,7 @@ def _k_net_row(fix: Path) -> Row:
     def run(mode, dtype):
         import msdiff
         d = dict(np.load(fix / "unet_k.npz"))
-        net = msdiff.load(fix / "latent_upscale" / "unet", dtype=dtype)
+        net = msdiff.load(pipeline_folder(fix, "latent_upscale") / "unet", dtype=dtype)
         args = tuple(tensor(d[k]) for k in ("sample", "timestep", "context", "timestep_cond"))
         return [(call(net, mode, *args)[0], d["expected"])]
 
