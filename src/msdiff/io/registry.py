@@ -28,6 +28,7 @@ NETS: dict = {
     "DiTTransformer2DModel": "msdiff.nets.dit:DiTTransformer2DModel",
     "Transformer2DModel": "msdiff.nets.transformer_2d_legacy:Transformer2DModel",  # by norm_type: DiT or PixArt
     "PixArtTransformer2DModel": "msdiff.nets.pixart:PixArtTransformer2DModel",
+    "SD3Transformer2DModel": "msdiff.nets.sd3_transformer:SD3Transformer2DModel",
     "ControlNetModel": "msdiff.nets.controlnet:ControlNetModel",
     "T2IAdapter": "msdiff.nets.t2i_adapter:T2IAdapter",
     "T5EncoderModel": "msdiff.nets.t5:T5EncoderModel",
