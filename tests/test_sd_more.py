@@ -93,8 +93,8 @@ def test_diffedit_errors():
     with pytest.raises(ValueError, match=r"image_latents must be \(batch 1, 6 steps"):
         diffedit(c, **dict(kwargs, num_inference_steps=8))
     c, kwargs, _ = _case("diffedit_invert")
-    with pytest.raises(ValueError, match="num_reg_steps"):
-        invert(c, **dict(kwargs, num_reg_steps=1))
+    with pytest.raises(ValueError, match="num_reg_steps must be a non-negative integer"):
+        invert(c, **dict(kwargs, num_reg_steps=-1))
     c, kwargs, _ = _case("diffedit_mask")
     with pytest.raises(ValueError, match="num_maps_per_mask must be a positive integer"):
         generate_mask(c, **dict(kwargs, num_maps_per_mask=0))

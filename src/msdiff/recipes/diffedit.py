@@ -17,9 +17,10 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops as mops
 
-from ..conditioning import CFG, NetInputs, Piece, cfg_batch, compose, make_schedule, truncate
+from ..conditioning import CFG, NetInputs, NoGuidance, Piece, cfg_batch, compose, make_schedule, truncate
 from ..samplers import FiniteTracker, add_noise, noise_source, resolve_sampler, sample, sample_steps
 from ..settings import resolve_mode
+from . import diffedit_reg as R
 from .family import Family, diffusers_names
 from .images import default_size, preprocess_image
 from .latents import encode_image, finish, vae_scale_factor
@@ -133,20 +134,26 @@ def generate_mask(components, image=None, target_prompt=None, target_negative_pr
 @diffusers_names
 def invert(components, prompt=None, image=None, negative_prompt=None, *, num_inference_steps: int = 50,
            inpaint_strength: float = 0.8, guidance_scale: float = 7.5, prompt_embeds=None,
-           negative_prompt_embeds=None, num_reg_steps: int = 0, seed: Optional[int] = None, noise=None,
-           callback: Optional[Callable] = None, mode: Optional[str] = None,
+           negative_prompt_embeds=None, lambda_auto_corr: float = 20.0, lambda_kl: float = 20.0,
+           num_reg_steps: int = 0, num_auto_corr_rolls: int = 5, reg_shifts=None, seed: Optional[int] = None,
+           noise=None, callback: Optional[Callable] = None, mode: Optional[str] = None,
            vae_dtype="float32") -> Float[Tensor, "b n c h w"]:
     """DDIM inversion of `image` under `prompt` (Song et al. 2021 eq. 12 run backwards; diffusers' DiffEdit
     invert): the latents after every inverse step, most-inverted first, (b, steps kept at inpaint_strength, c, h, w).
-    Decode them with steps.decode if wanted. One random draw: the VAE posterior sample."""
+    Decode them with steps.decode if wanted. Random draws: the VAE posterior sample, then (num_reg_steps > 0,
+    lambda_auto_corr > 0) the auto-correlation roll shifts of every step (diffedit_reg), or `reg_shifts`: recorded
+    shifts (diffusers' torch.randint values, in draw order) instead."""
     if image is None:
         raise ValueError("invert needs image=")
-    if num_reg_steps:
-        raise ValueError("invert: num_reg_steps > 0 (Pix2Pix-Zero's autograd noise regularisation) is not supported "
-                         "by msdiff; use num_reg_steps=0 (diffusers' default)")
+    reg = _reg_args(num_reg_steps, num_auto_corr_rolls, lambda_auto_corr, lambda_kl)
     config = components.extra.get("inverse_scheduler")
     if not isinstance(config, dict):
         raise ValueError("invert: the pipeline has no inverse_scheduler (a DDIMInverseScheduler config)")
+    if reg[0] and config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError(f"invert: num_reg_steps > 0 needs an epsilon-prediction inverse_scheduler, got "
+                         f"prediction_type={config.get('prediction_type')!r}")
+    if reg_shifts is not None and not reg[0]:
+        raise ValueError("invert: reg_shifts given but num_reg_steps is 0")
     if not 0.0 < float(inpaint_strength) <= 1.0:
         raise ValueError(f"inpaint_strength must be in (0, 1], got {inpaint_strength!r}")
     guided = float(guidance_scale) > 1.0
@@ -160,9 +167,12 @@ def invert(components, prompt=None, image=None, negative_prompt=None, *, num_inf
     schedule = smp.schedule(steps)
     start = max(steps - min(int(steps * inpaint_strength), steps), 0)
     schedule = truncate(schedule, steps - start) if start else schedule
+    guidance = CFG(guidance_scale) if guided else NoGuidance()
+    if reg[0]:
+        guidance = _regularised(guidance, reg, x.shape, len(schedule), noise_src, reg_shifts)
     model = compose(components.unet, NetInputs(encoder_hidden_states=cfg_batch(emb.negative_prompt_embeds,
                                                                                emb.prompt_embeds)),
-                    guidance=CFG(guidance_scale) if guided else None)
+                    guidance=guidance)
     kept = []
     for i, x in sample_steps(model, x, schedule, smp, noise_src, mode=mode, tracker=tracker):
         kept.append(x)
@@ -170,6 +180,31 @@ def invert(components, prompt=None, image=None, negative_prompt=None, *, num_inf
             callback(i, x)
     tracker.check(x)
     return mops.stack(kept[::-1], axis=1)
+
+
+def _reg_args(num_reg_steps, num_auto_corr_rolls, lambda_auto_corr, lambda_kl) -> tuple:
+    for name, v in (("num_reg_steps", num_reg_steps), ("num_auto_corr_rolls", num_auto_corr_rolls)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"invert: {name} must be a non-negative integer, got {v!r}")
+    for name, v in (("lambda_auto_corr", lambda_auto_corr), ("lambda_kl", lambda_kl)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+            raise ValueError(f"invert: {name} must be a finite number, got {v!r}")
+    return int(num_reg_steps), int(num_auto_corr_rolls), float(lambda_auto_corr), float(lambda_kl)
+
+
+def _regularised(guidance, reg: tuple, shape: tuple, calls: int, noise_src, reg_shifts) -> R.RegularisedGuidance:
+    """The guidance with diffusers' noise regularisation; shifts drawn (after the VAE draw) or recorded."""
+    steps, rolls, lam_ac, lam_kl = reg
+    b, c, h = int(shape[0]), int(shape[1]), int(shape[2])
+    shifts = None
+    if lam_ac > 0 and rolls > 0:
+        per_call = steps * rolls * len(R.shift_highs(b, c, h))
+        shifts = (R.draw_shifts(noise_src, calls, steps, rolls, b, c, h) if reg_shifts is None
+                  else R.check_shifts(reg_shifts, calls, per_call))
+    elif reg_shifts is not None:
+        raise ValueError("invert: reg_shifts given but no auto-correlation rolls are drawn (lambda_auto_corr <= 0 "
+                         "or num_auto_corr_rolls 0)")
+    return R.RegularisedGuidance(guidance, shifts, h, steps, lam_ac, lam_kl, rolls)
 
 
 def _mask(mask_image, batch: int) -> Float[Tensor, "b 1 h w"]:
