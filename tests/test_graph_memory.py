@@ -81,13 +81,14 @@ def _kernel_graph_lines(tmp_path) -> list:
 def test_blocks_compile_to_one_graph_without_memory_holding_kernels(tmp_path):
     """The rules of ops.layout, on the compiled kernel graph of a resnet (both time-embedding forms), SD's
     Transformer2DModel and a PixArt block: one segment (no runtime Python: a PyExecute or Switch splits the graph),
-    no Transpose kernel (keeps 2x its output; mint's view transpose does not), no broadcasting Add / Mul / Sub / Div
-    of a computed operand onto an activation-sized output (keeps 4x its output)."""
+    no Transpose kernel (keeps 2x its output; mint's view transpose does not) but Transformer2DModel's two, no
+    broadcasting Add / Mul / Sub / Div of a computed operand onto an activation-sized output (keeps 4x its output)."""
     graphs, lines = _kernel_graph_lines(tmp_path)
     assert len(graphs) == 1, [g.name for g in graphs]
     text = "\n".join(lines)
     assert "PyExecute(" not in text and "Switch(" not in text
-    assert "PrimFunc_Transpose(" not in text
+    # Transformer2DModel's two feature-map <-> token transposes stay Transpose kernels (speed, see its comment)
+    assert text.count("= PrimFunc_Transpose(") == 2
     bad = []
     for i, line in enumerate(lines):
         m = re.search(r"= PrimFunc_(Add|Mul|Sub|Div|RealDiv)\(", line)
