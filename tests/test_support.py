@@ -55,3 +55,30 @@ def test_rel_l2_rejects_shape_mismatch():
     import numpy as np
     with pytest.raises(ValueError, match="shape"):
         support.rel_l2([(np.zeros(3), np.ones(4))])
+
+
+def test_fp16_seeds_cell_uses_the_medians(tmp_path):
+    """fp16_seeds_<case>.npz: each seed's inputs go to run_one, the cell shows the medians of msdiff's and
+    diffusers' per-seed errors and applies the rule to them; fp32 cells stay one draw."""
+    import numpy as np
+    ref = np.ones(64, np.float32)
+    arrays = {}
+    for k, (ours, theirs) in enumerate([(9e-3, 2e-3), (6e-3, 7e-3), (6.5e-3, 6.9e-3)]):
+        arrays.update({f"s{k}_expected": ref.astype(np.float16), f"s{k}_fp16": (ref * (1 + theirs)).astype(np.float16)})
+        if k:
+            arrays[f"s{k}_noise_0"] = np.full(1, ours, np.float16)
+    np.savez(tmp_path / "fp16_seeds_case.npz", **arrays)
+    seen = []
+
+    def run(mode, dtype):
+        def run_one(inputs):
+            seen.append(sorted(inputs))
+            return ref * (1 + float(inputs["noise_0"][0]) if inputs else 1 + 9e-3)
+        return support.fp16_seeds(tmp_path, "case", dtype, run_one) or [(ref, ref)]
+
+    cells = support.measure(support.Row("r", "recipe", run))
+    assert seen[:3] == [[], ["noise_0"], ["noise_0"]]
+    assert cells[1] == cells[3] == "✅ 0e+00"
+    # seed 0 alone would be ❌ (9.0e-3 vs diffusers 2.0e-3); medians 6.5e-3 vs 6.8e-3 (fp16-rounded 1.0068)
+    assert cells[0] == cells[2] == "✅ 6.5e-03 (diffusers fp16 6.8e-03; median of 3 seeds)", cells
+    assert support.cell(9e-3, "float16", 2e-3).startswith("❌")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Row, diffusers_fp16
+from . import Row, diffusers_fp16, fp16_seeds
 
 
 _RECIPES = {
@@ -51,8 +51,17 @@ def rows(fix: Path) -> list:
             if (case["folder"], dtype) not in _PIPELINES:
                 _PIPELINES[case["folder"], dtype] = msdiff.load_pipeline(fix / case["folder"], dtype=dtype)
             recipe, kwargs, expected = pipeline_call(fix, name, case)
-            got = np.asarray(recipe(_PIPELINES[case["folder"], dtype], mode=mode, **kwargs))
-            return [(got, expected, diffusers_fp16(fix, name, dtype))]
+
+            def run_one(inputs):  # one seed's draws (fp16_seeds); {} = the recorded case
+                seed = dict(kwargs, **{k: v for k, v in inputs.items() if k == "latents"})
+                if inputs:
+                    seed["noise"] = [inputs[f"noise_{i}"] for i in range(case["num_noise"])]
+                return np.asarray(recipe(_PIPELINES[case["folder"], dtype], mode=mode, **seed))
+
+            seeds = fp16_seeds(fix, name, dtype, run_one)
+            if seeds is not None:
+                return seeds
+            return [(run_one({}), expected, diffusers_fp16(fix, name, dtype))]
 
         rows.append(Row(f"{case['pipeline_class']} ({name})", "recipe", run))
     return rows

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ROOT, Row, diffusers_fp16
+from . import ROOT, Row, diffusers_fp16, fp16_seeds
 
 AREA = "video_pipelines"
 _TMP = Path(tempfile.gettempdir()) / "msdiff_video_pipelines"
@@ -78,13 +78,15 @@ def _components(fix: Path, name: str, dtype: str):
     return msdiff.load_pipeline(folder(fix, name), dtype=dtype, skip=("sd_unet",))
 
 
-def run_case(fix: Path, case: str, mode: str, dtype: str = "float32", comps=None):
-    """The recipe of recorded case `case` on its folder: frames [b, f, h, w, 3] (np) and diffusers' expected."""
+def run_case(fix: Path, case: str, mode: str, dtype: str = "float32", comps=None, inputs=None):
+    """The recipe of recorded case `case` on its folder: frames [b, f, h, w, 3] (np) and diffusers' expected;
+    `inputs` (an fp16_seeds seed's noise_<i>) replace the recorded draws."""
     import PIL.Image
 
     from msdiff import recipes
     meta, d = cases(fix)[case], arrays(fix, case)
     args = {k: v for k, v in meta["args"].items() if k != "output_type"}
+    d.update(inputs or {})
     args.update(output_type="np", mode=mode, noise=[d[f"noise_{i}"] for i in range(meta["num_noise"])])
     if "image" in d:
         args["image"] = PIL.Image.fromarray(d["image"])
@@ -100,6 +102,9 @@ def rows(fix: Path) -> list:
     out = []
     for case, meta in sorted(cases(fix).items()):
         def run(mode, dtype, case=case):
+            seeds = fp16_seeds(fix, case, dtype, lambda inputs: run_case(fix, case, mode, dtype, inputs=inputs)[0])
+            if seeds is not None:
+                return seeds
             got, ref = run_case(fix, case, mode, dtype)
             return [(got, ref, diffusers_fp16(fix, case, dtype))]
 
