@@ -279,13 +279,14 @@ def _cli(args, components, kwargs: dict) -> tuple:
     """`msdiff generate` runs the three stages in a row: mask (--source-prompt vs --prompt), inversion of --image
     under --source-prompt at --strength, edit."""
 
-    def run(components, image=None, source_prompt=None, callback=None, **kw):
+    def run(components, image=None, source_prompt=None, callback=None, num_reg_steps=None, **kw):
         steps, strength = kw.get("num_inference_steps", 50), kw.get("inpaint_strength", 0.8)
         common = dict(num_inference_steps=steps, seed=kw.get("seed"), mode=kw.get("mode"))
         if kw.get("guidance_scale") is not None:
             common["guidance_scale"] = kw["guidance_scale"]
         mask = generate_mask(components, image, kw.get("prompt"), source_prompt=source_prompt, **common)
-        inv = invert(components, source_prompt, image, inpaint_strength=strength, **common)
+        inv = invert(components, source_prompt, image, inpaint_strength=strength, num_reg_steps=num_reg_steps or 0,
+                     **common)
         return diffedit(components, mask_image=mask, image_latents=inv, callback=callback, **kw)
 
     return run, kwargs
@@ -295,8 +296,11 @@ FAMILIES = (
     Family("diffedit", diffedit, ("StableDiffusionDiffEditPipeline",),
            {"prompt": "prompt", "negative_prompt": "negative_prompt", "guidance": "guidance_scale",
             "sampler": "sampler", "strength": "inpaint_strength", "image": "image",
-            "source_prompt": "source_prompt"}, ("image", "source_prompt"), steps=50, prepare=_cli,
+            "source_prompt": "source_prompt", "num_reg_steps": "num_reg_steps"}, ("image", "source_prompt"),
+           steps=50, prepare=_cli,
            cli_options=(("--source-prompt", dict(default=None, help="DiffEdit: what --image shows (the edit mask "
-                                                                     "is where it and --prompt disagree)")),),
+                                                                     "is where it and --prompt disagree)")),
+                        ("--num-reg-steps", dict(type=int, default=None, help="DiffEdit: rounds of the inversion's "
+                                                 "noise regularisation (default 0, diffusers' invert)"))),
            help="DiffEdit: edit --image toward --prompt where it differs from --source-prompt (both required)"),
 )
