@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Row, diffusers_fp16
+from . import Row, diffusers_fp16, fp16_seeds
 
 _RECIPES = {"upscale": "upscale", "sdxl_pix2pix": "instruct_pix2pix"}
 
@@ -46,7 +46,10 @@ def _row(fix: Path, name: str, meta: dict) -> Row:
         if meta["folder"] == "sdxl_pix2pix":
             return [(instruct_pix2pix(c, output_type="np", **kwargs), want, own)]
         if meta["entry"] == "generate_mask":
-            return [(de.generate_mask(c, **kwargs), want, own)]
+            def run_one(inputs):  # one seed's draws (fp16_seeds); {} = the recorded case
+                return de.generate_mask(c, **dict(kwargs, **({"noise": [inputs["noise_0"], inputs["noise_1"]]}
+                                                             if inputs else {})))
+            return fp16_seeds(fix, name, dtype, run_one) or [(run_one({}), want, own)]
         if meta["entry"] == "invert":
             return [(_np(de.invert(c, **kwargs)), want, own)]
         kwargs.pop("noise")
@@ -66,9 +69,15 @@ def _chain_row(fix: Path, cases: dict) -> Row:
         edit_kw, want = _kwargs(fix, "diffedit", cases["diffedit"], mode)
         for key in ("noise", "mask_image", "image_latents"):
             edit_kw.pop(key)
-        mask = de.generate_mask(c, **mask_kw)
-        return [(de.diffedit(c, mask_image=mask, image_latents=de.invert(c, **inv_kw), **edit_kw), want,
-                 diffusers_fp16(fix, "diffedit_chain", dtype))]
+
+        def run_one(inputs):  # one seed's draws (fp16_seeds: the mask's two, then invert's); {} = recorded
+            if inputs:
+                mask_kw["noise"], inv_kw["noise"] = [inputs["noise_0"], inputs["noise_1"]], [inputs["noise_2"]]
+            mask = de.generate_mask(c, **mask_kw)
+            return de.diffedit(c, mask_image=mask, image_latents=de.invert(c, **inv_kw), **edit_kw)
+
+        seeds = fp16_seeds(fix, "diffedit_chain", dtype, run_one)
+        return seeds or [(run_one({}), want, diffusers_fp16(fix, "diffedit_chain", dtype))]
 
     return Row("StableDiffusionDiffEditPipeline (generate_mask -> invert -> edit)", "recipe", run)
 
