@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Row, call, diffusers_fp16, tensor
+from . import Row, call, diffusers_fp16, fp16_seeds, tensor
 from ._packed import pipeline_folder as packed_folder
 
 
@@ -96,7 +96,12 @@ def _inpaint_row(fix: Path, name: str, meta: dict) -> Row:
         import msdiff
         c = msdiff.load_pipeline(inpaint_folder(fix, meta["pipeline"]), dtype=dtype)
         recipe, kwargs, want, half = inpaint_case(fix, name, meta)
-        return [(recipe(c, output_type="np", mode=mode, **kwargs), want, half if dtype == "float16" else None)]
+
+        def run_one(inputs):  # one seed's draws (fp16_seeds); {} = the recorded case
+            noise = {"noise": [inputs[f"noise_{i}"] for i in range(meta["num_noise"])]} if inputs else {}
+            return recipe(c, output_type="np", mode=mode, **dict(kwargs, **noise))
+
+        return fp16_seeds(fix, name, dtype, run_one) or [(run_one({}), want, half if dtype == "float16" else None)]
 
     return Row(f"{meta['pipeline_class']} ({name}, gligen_inpaint_image)", "recipe", run)
 
