@@ -9,6 +9,7 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops as mops
 
+from ..budget import check_decode
 from ..samplers import NoiseSource, NonFiniteError
 from .images import postprocess
 
@@ -67,6 +68,7 @@ def prepare_latents(components, batch: int, height: int, width: int, noise: Nois
     """Initial latents (b, C, height/f, width/f): given `latents` or a draw, times the sampler's init sigma."""
     f = vae_scale_factor(components)
     shape = (batch, components.vae.config.latent_channels, height // f, width // f)
+    check_decode(components.vae, shape)  # the decode comes after every step: refuse an oversized one before them
     latents = initial_noise(shape, noise, latents)
     return latents * np.float32(init_noise_sigma) if init_noise_sigma != 1.0 else latents
 

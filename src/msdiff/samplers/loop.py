@@ -18,6 +18,7 @@ from jaxtyping import Float
 from mindspore import Tensor
 from mindspore import ops
 
+from ..budget import check_step, guidance_copies
 from ..settings import progress_bar, resolve_mode
 from .core import Sampler, Schedule
 
@@ -144,6 +145,7 @@ def sample_steps(model, x: Float[Tensor, "b ..."], schedule: Schedule, sampler: 
     wrap = _mutable if mode == "graph" else tuple
     x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, np.float32))
     x = x.astype(ms.float32)
+    check_step(model.owner, x.shape, mode, guidance_copies(x.shape, model.inputs))  # before the first step
     state = sampler.init_state(x)
     rows, n, zeros = schedule.rows(), len(schedule), None
     inputs = wrap(tuple(model.inputs))
