@@ -13,8 +13,10 @@ only). msdiff in PyNative and graph mode (`mindspore.jit` of a function calling 
 diffusers (or transformers for T5) eager in `--reference-python`, built on torch's meta device and then filled, so
 an fp16 build never holds an fp32 copy.
 
-Every case is a fresh process (its peak RSS, VmHWM, is its own) that stops itself when its RSS passes `--cap-mb`
-("stopped at cap", with what it had done by then) and is killed after `--timeout` seconds ("timed out after N s").
+PyNative and eager cases whose first call takes over 60 s are timed by that one call (reps 0), so
+their step includes first-call warm-up (where both calls ran, steady / first was 0.5-1.2). Every case is a fresh
+process (its peak RSS, VmHWM, is its own) that stops itself when its RSS passes `--cap-mb` ("stopped at cap", with
+what it had done by then) and is killed after `--timeout` seconds ("timed out after N s").
 Each process holds an exclusive flock on `--lock` (default /work/coord/bigmem.lock where it exists: one big process
 machine-wide) while it runs; the wait is not timed. Results stream as JSON lines (one per case, with the load
 average at its start and end: on a shared machine the times are loaded times; RSS does not depend on load).
@@ -33,6 +35,7 @@ from ._timing import emit, parse_results
 
 ROOT = str(Path(__file__).resolve().parents[1])
 DEFAULT_LOCK = "/work/coord/bigmem.lock"
+SINGLE_ABOVE_S = 60.0  # PyNative / eager: a first call slower than this is taken as the step (no second call)
 
 # ---- released configs (architecture keys) ------------------------------------------------------------------------
 SD15_UNET = specs.SD15_UNET  # runwayml/stable-diffusion-v1-5 unet
@@ -168,12 +171,15 @@ def phase(**kw) -> None:
     emit(dict(PHASE, partial=True))
 
 
-def timed(call, quick_s: float = 20.0) -> dict:
-    """First call, then one steady call (a second one when the first steady call is under quick_s)."""
+def timed(call, quick_s: float = 20.0, single_above: float = None) -> dict:
+    """First call, then one steady call (a second one when the first steady call is under quick_s). With
+    `single_above` (eager / PyNative: nothing to compile), a first call slower than that is the step (reps 0)."""
     t0 = time.perf_counter()
     call()
     first = time.perf_counter() - t0
     phase(first_s=first)
+    if single_above is not None and first > single_above:
+        return {"first_s": first, "step_s": first, "reps": 0}
     times = []
     while not times or (len(times) < 2 and times[0] < quick_s):
         t0 = time.perf_counter()
@@ -245,7 +251,7 @@ def run_msdiff(case: dict) -> dict:
     def call():
         out[:] = [fn(*args)]
         out[0].asnumpy()
-    res = timed(call)
+    res = timed(call, single_above=None if case["mode"] == "graph" else SINGLE_ABOVE_S)
     finite = bool(np.isfinite(out[0].astype(ms.float32).asnumpy()).all())
     return dict(res, finite=finite)
 
@@ -305,6 +311,8 @@ def run_case(case: dict, lib: str, python: str, cap_mb: int, timeout: float, loc
     got = parse_results(stdout)
     row = dict(got[-1]) if got else {"id": case["id"], "lib": lib}
     row.pop("partial", None)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    row.update(head=head.strip() or None, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
     row.update(family=case["family"], net=case["net"], pixels=case["pixels"], dtype=case["dtype"],
                mode=case["mode"] if lib == "msdiff" else "eager", wall_s=time.perf_counter() - t0,
                lock_wait_s=waited, load_at_start=start_load, load_at_end=os.getloadavg()[0])
