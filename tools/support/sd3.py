@@ -23,8 +23,8 @@ def rows(fix: Path) -> list:
                 return net(sample, t, context, pooled)
 
             rest = [tensor(d[f"{tag}:{k}"]) for k in ("timestep", "encoder_hidden_states", "pooled_projections")]
-            return [(call(f, mode, tensor(d[f"{tag}:{x}"]), *rest)[0], d[f"{tag}:{o}"], diffusers_fp16(fix, f"{tag}:{o}", dtype))
-                    for x, o in (("sample", "out"), ("wide", "out_wide"))]
+            return [(call(f, mode, tensor(d[f"{tag}:{x}"]), *rest)[0], d[f"{tag}:{o}"],
+                     diffusers_fp16(fix, f"{tag}:{o}", dtype)) for x, o in (("sample", "out"), ("wide", "out_wide"))]
 
         out.append(Row(f"SD3Transformer2DModel ({'SD3' if tag == 'net_sd3' else 'SD3.5: rms qk norm, dual attention'})",
                        "net", run))
