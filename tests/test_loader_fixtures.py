@@ -147,7 +147,8 @@ def test_every_registered_fixture_loads_exactly(folder):
 
 def _pipeline_fixture_indexes() -> list:
     """Committed pipeline folders that hold their weights (video_pipelines stores seeded key lists, keys.json, and
-    its tests rebuild the weights; tests/test_video_pipelines.py loads those folders)."""
+    its tests rebuild the weights; tests/test_video_pipelines.py loads those folders); a folder whose UNet weights are
+    packed beside it (<name>_unet.npz, tools/support/_packed.py) is written out first."""
     return [p for p in sorted(FIXTURES.rglob("model_index.json")) if not any(p.parent.rglob("keys.json"))]
 
 
@@ -158,7 +159,12 @@ def test_every_pipeline_fixture_loads(index):
 
     listed = {k: v for k, v in json.loads(index.read_text()).items()
               if not k.startswith("_") and isinstance(v, list) and v[1] is not None and k != "safety_checker"}
-    parts = msdiff.load_pipeline(index.parent)
+    folder = index.parent
+    if (folder.parent / f"{folder.name}_unet.npz").exists():  # UNet weights packed beside the folder
+        from tools.support._packed import pipeline_folder
+
+        folder = pipeline_folder(folder.parent, folder.name)
+    parts = msdiff.load_pipeline(folder)
     assert parts.pipeline_class == json.loads(index.read_text())["_class_name"]
     for name, (_, class_name) in listed.items():
         value = getattr(parts, name) if name in Components.__dataclass_fields__ else parts.extra[name]
