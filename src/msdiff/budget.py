@@ -31,12 +31,13 @@ _MIB = 2 ** 20
 # - unet graph: LDM 256 and SD-2.1 768 (after the graph-memory fixes of f21bfd8); the compiled graph keeps more
 #   feature maps alive, so k is larger.
 # - decoder PyNative: the SD VAE decode at 512 (its 128-channel 512x512 last up block is A).
-# - transformer: DiT-XL/2 256 (graph: ~380 MB of compiled kernels for 28 blocks, the Graph-mode memory section).
+# - transformer: DiT-XL/2 256 and PixArt-XL-2 1024 in PyNative; graph adds ~380 MB of compiled kernels for 28
+#   blocks (DiT graph; the Graph-mode memory section).
 MODEL = {
     ("unet", "pynative"): (10.0, 980.0, 140.0),
     ("unet", "graph"): (110.0, 900.0, math.inf),
-    ("transformer", "pynative"): (12.0, 50.0, math.inf),
-    ("transformer", "graph"): (12.0, 380.0, math.inf),
+    ("transformer", "pynative"): (23.5, 25.0, math.inf),
+    ("transformer", "graph"): (23.5, 380.0, math.inf),
     ("decoder", "pynative"): (16.5, 300.0, math.inf),
 }
 
