@@ -17,8 +17,8 @@ PyNative and eager cases whose first call takes over 60 s are timed by that one 
 their step includes first-call warm-up (where both calls ran, steady / first was 0.5-1.2). Every case is a fresh
 process (its peak RSS, VmHWM, is its own) that stops itself when its RSS passes `--cap-mb` ("stopped at cap", with
 what it had done by then) and is killed after `--timeout` seconds ("timed out after N s").
-Each process holds an exclusive flock on `--lock` (default /work/coord/bigmem.lock where it exists: one big process
-machine-wide) while it runs; the wait is not timed. Results stream as JSON lines (one per case, with the load
+With `--lock FILE` each process holds an exclusive flock on FILE while it runs (one big process at a time on a
+machine shared with other jobs that take the same lock); the wait is not timed. Results stream as JSON lines (one per case, with the load
 average at its start and end: on a shared machine the times are loaded times; RSS does not depend on load).
 """
 import argparse
@@ -34,7 +34,6 @@ from . import specs
 from ._timing import emit, parse_results
 
 ROOT = str(Path(__file__).resolve().parents[1])
-DEFAULT_LOCK = "/work/coord/bigmem.lock"
 SINGLE_ABOVE_S = 60.0  # PyNative / eager: a first call slower than this is taken as the step (no second call)
 
 # ---- released configs (architecture keys) ------------------------------------------------------------------------
@@ -359,7 +358,7 @@ def main(argv=None) -> int:
     p.add_argument("--reference-python", default=None, help="interpreter with torch + diffusers + transformers")
     p.add_argument("--cap-mb", type=int, default=12000, help="stop a case whose RSS passes this (default 12000)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per case process (default 900)")
-    p.add_argument("--lock", default=None, help=f"flock file held per case (default {DEFAULT_LOCK} if it exists)")
+    p.add_argument("--lock", default=None, help="flock file held per case (none by default)")
     p.add_argument("--jsonl", default=None, help="append each case's row here as a JSON line")
     p.add_argument("--render", default=None, metavar="JSONL", help="print the Markdown table of a results file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -372,7 +371,7 @@ def main(argv=None) -> int:
         print(render(rows))
         return 0
     import re
-    lock = args.lock or (DEFAULT_LOCK if os.path.exists(DEFAULT_LOCK) and not args.smoke else None)
+    lock = None if args.smoke else args.lock
     select = (lambda i: re.search(args.filter, i) is not None) if args.filter else None
     rows = run(args.smoke, args.reference_python, args.cap_mb, args.timeout, select, lock, args.jsonl,
                log=lambda m: print(m, file=sys.stderr, flush=True))
