@@ -120,7 +120,45 @@ def targets(result: dict) -> list:
     w = load and load.get("weight_copies")
     add("fp16 UNet load peak RSS <= 2x weight bytes", None if w is None else f"{w:.2f}x",
         None if w is None else w <= 2.0, "peak RSS minus RSS before msdiff.load, over the safetensors bytes")
+    out += speed_targets(ops, nets, smoke)
     return out
+
+
+def speed_targets(ops: list, nets: list, smoke: bool) -> list:
+    """The speed targets against PyTorch diffusers on the same run: each net case's time ratio by mode, the
+    64x64 graph peak RSS ratio, and the hot ops against torch (conv2d by GFLOP/s, attention and group_norm by time)."""
+    add_to = []
+
+    def add(name, value, limit, note, higher=False):
+        ok = None if value is None else (value >= limit if higher else value <= limit)
+        add_to.append({"target": name, "measured": None if value is None else f"{value:.2f}x", "pass": ok,
+                       "note": note + (" [smoke sizes]" if smoke else "")})
+    unet = "unet tiny step {0}x{0} b2" if smoke else "unet sd15 step {0}x{0} b2"
+    for latent in ((8,) if smoke else (32, 64)):
+        for mode, limit in (("graph", 1.0), ("pynative", 1.5)):
+            n = _find(nets, label=unet.format(latent), dtype="float32", mode=mode)
+            add(f"SD-1.5 UNet step {latent}x{latent} b2 fp32 {mode} <= {limit}x diffusers",
+                n and n.get("ratio_vs_ref"), limit,
+                f"{n['ms']:.0f} vs {n['ref_ms']:.0f} ms" if n and n.get("ref_ms") else "not measured")
+    vae = [n for n in nets if n["label"].startswith("vae") and "512x512" in n["label"] and n["dtype"] == "float32"
+           and n.get("ratio_vs_ref")]
+    best = min(vae, key=lambda n: n["ratio_vs_ref"]) if vae else None
+    add("SD-1.5 VAE decode 512x512 fp32 <= 1.0x diffusers", best and best["ratio_vs_ref"], 1.0,
+        f"best msdiff mode: {best['mode']} {best['ms']:.0f} vs {best['ref_ms']:.0f} ms" if best else "not measured")
+    g = _find(nets, label=unet.format(8 if smoke else 64), dtype="float32", mode="graph")
+    r = g and _ratio(g.get("peak_rss_mb"), g.get("ref_peak_rss_mb"))
+    add("graph peak RSS of the 64x64 UNet step <= 1.5x diffusers'", r, 1.5,
+        f"{g['peak_rss_mb']:.0f} vs {g['ref_peak_rss_mb']:.0f} MB" if r else "not measured")
+    conv = _find(ops, source="benchmarks.specs", op="conv2d", dtype="float32")
+    r = conv and _ratio(conv.get("ref_ms"), conv.get("msdiff_ms"))
+    add("conv2d 1x320x64x64 3x3 fp32 >= 0.9x torch's GFLOP/s", r, 0.9, conv["label"] if r else "not measured",
+        higher=True)
+    for op, limit in (("attention", 1.2), ("group_norm", 2.0)):
+        row = _find(ops, source="benchmarks.specs", op=op, dtype="float32")
+        r = row and _ratio(row.get("msdiff_ms"), row.get("ref_ms"))
+        add(f"{op} fp32 <= {limit}x torch", r, limit,
+            f"{row['label']}: {row['msdiff_ms']:.2f} vs {row['ref_ms']:.2f} ms" if r else "not measured")
+    return add_to
 
 
 def targets_table(rows: list) -> str:

@@ -61,11 +61,31 @@ def test_load_row(smoke):
 def test_targets_and_meta(smoke):
     _, result = smoke
     assert result["meta"]["smoke"] is True and result["meta"]["mindspore"]
-    assert len(result["targets"]) == 5
+    assert len(result["targets"]) == 12
     for t in result["targets"]:
         assert t["pass"] in (True, False, None) and t["target"]
-    unet = [t for t in result["targets"] if "diffusers" in t["target"]][0]
-    assert unet["pass"] is None  # no reference side in this run
+    against_reference = [t for t in result["targets"] if "diffusers" in t["target"] or "torch" in t["target"]]
+    assert len(against_reference) == 8 and all(t["pass"] is None for t in against_reference)  # no reference side
+
+
+def test_speed_targets_read_the_ratios():
+    """Planted rows: each speed target passes or fails on its own ratio and limit."""
+    nets = [dict(label="unet sd15 step 64x64 b2", dtype="float32", mode="graph", ms=9.0, ref_ms=10.0,
+                 ratio_vs_ref=0.9, peak_rss_mb=700.0, ref_peak_rss_mb=400.0),
+            dict(label="unet sd15 step 64x64 b2", dtype="float32", mode="pynative", ms=16.0, ref_ms=10.0,
+                 ratio_vs_ref=1.6),
+            dict(label="vae sd15 decode 512x512 b1", dtype="float32", mode="graph", ms=9.5, ref_ms=10.0,
+                 ratio_vs_ref=0.95)]
+    ops = [dict(source="benchmarks.specs", op="conv2d", dtype="float32", label="c", msdiff_ms=10.0, ref_ms=9.5),
+           dict(source="benchmarks.specs", op="attention", dtype="float32", label="a", msdiff_ms=13.0, ref_ms=10.0)]
+    got = {t["target"]: t["pass"] for t in report.speed_targets(ops, nets, smoke=False)}
+    assert got["SD-1.5 UNet step 64x64 b2 fp32 graph <= 1.0x diffusers"] is True
+    assert got["SD-1.5 UNet step 64x64 b2 fp32 pynative <= 1.5x diffusers"] is False
+    assert got["SD-1.5 UNet step 32x32 b2 fp32 graph <= 1.0x diffusers"] is None
+    assert got["SD-1.5 VAE decode 512x512 fp32 <= 1.0x diffusers"] is True
+    assert got["graph peak RSS of the 64x64 UNet step <= 1.5x diffusers'"] is False  # 1.75x
+    assert got["conv2d 1x320x64x64 3x3 fp32 >= 0.9x torch's GFLOP/s"] is True  # 0.95x torch's throughput
+    assert got["attention fp32 <= 1.2x torch"] is False and got["group_norm fp32 <= 2.0x torch"] is None
 
 
 def test_table_alignment():
