@@ -35,6 +35,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def proc_rss() -> dict:
+    """VmRSS / VmHWM of this process in MB (integers), from /proc/self/status."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                out[line.split(":")[0]] = int(line.split()[1]) // 1024
+    return out
+
+
 def current_rss_mb() -> float:
     """Current resident set size (VmRSS) in MiB; falls back to the peak where /proc is absent."""
     try:

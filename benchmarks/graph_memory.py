@@ -19,20 +19,14 @@ import time
 
 import numpy as np
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from ._timing import current_rss_mb
 
 
 def _stop_above(limit_mb: float) -> None:
     """A daemon thread that ends the process (exit 3) once its RSS passes limit_mb (the machine has no swap)."""
     def watch():
         while True:
-            if _rss_mb() > limit_mb:
+            if current_rss_mb() > limit_mb:
                 print(json.dumps(dict(stopped_above_mb=limit_mb)), flush=True)
                 os._exit(3)
             time.sleep(0.05)
@@ -85,7 +79,7 @@ def main(argv: list) -> None:
                                 int(argv[4]) if len(argv) > 4 else 16, int(argv[5]) if len(argv) > 5 else 12)
     if info["mode"] == "graph":
         f = ms.jit(f)
-    base = _rss_mb()
+    base = current_rss_mb()
     t0 = time.time()
     out = f(*args).astype(ms.float32).asnumpy()
     dt = time.time() - t0

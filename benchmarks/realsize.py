@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from . import specs
-from ._timing import emit, parse_results
+from ._timing import emit, parse_results, proc_rss
 
 ROOT = str(Path(__file__).resolve().parents[1])
 SINGLE_ABOVE_S = 60.0  # PyNative / eager: a first call slower than this is taken as the step (no second call)
@@ -135,16 +135,6 @@ def case_inputs(case: dict) -> dict:
 
 
 # ---- worker side (both libraries): watchdog and phases -----------------------------------------------------------
-
-def proc_rss() -> dict:
-    """VmRSS / VmHWM of this process in MB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
-                out[line.split(":")[0]] = int(line.split()[1]) // 1024
-    return out
-
 
 PHASE = {}  # what the case has done so far (merged into every emitted record)
 

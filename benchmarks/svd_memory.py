@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from ._timing import proc_rss
+
 UNET = dict(_class_name="UNetSpatioTemporalConditionModel", sample_size=96, in_channels=8, out_channels=4,
             block_out_channels=[320, 640, 1280, 1280], layers_per_block=2,
             down_block_types=["CrossAttnDownBlockSpatioTemporal"] * 3 + ["DownBlockSpatioTemporal"],
@@ -23,16 +25,6 @@ UNET = dict(_class_name="UNetSpatioTemporalConditionModel", sample_size=96, in_c
 VAE = dict(_class_name="AutoencoderKLTemporalDecoder", in_channels=3, out_channels=3,
            block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4, layers_per_block=2,
            latent_channels=4, sample_size=768, scaling_factor=0.18215, force_upcast=True)
-
-
-def _rss() -> dict:
-    """VmRSS / VmHWM of this process in MB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
-                out[line.split(":")[0]] = int(line.split()[1]) // 1024
-    return out
 
 
 _PHASE = {}  # what the case had done when the watchdog stopped it
@@ -45,7 +37,7 @@ def _watchdog(limit_mb: int) -> None:
 
     def watch():
         while True:
-            if _rss()["VmRSS"] > limit_mb:
+            if proc_rss()["VmRSS"] > limit_mb:
                 print(json.dumps({"error": f"RSS above the {limit_mb} MB limit", **_PHASE}), flush=True)
                 os._exit(3)
             time.sleep(0.2)
@@ -80,7 +72,7 @@ def _msdiff(case: str, size: int, frames: int) -> dict:
         p.set_data(ms.Tensor.from_numpy(rng.standard_normal(p.shape, dtype=np.float32) * np.float32(0.02)))
     net.set_train(False)
     x = {k: ms.Tensor(v) for k, v in _inputs(case, size, frames).items()}
-    loaded = _PHASE["loaded"] = _rss()
+    loaded = _PHASE["loaded"] = proc_rss()
     start = time.perf_counter()
     if case == "step":
         out = net(x["sample"], x["timestep"], x["encoder_hidden_states"], x["added_time_ids"])
@@ -90,7 +82,7 @@ def _msdiff(case: str, size: int, frames: int) -> dict:
         out = [net.decode(z[i:i + chunk], z[i:i + chunk].shape[0]) for i in range(0, frames, chunk)]
         out = out[-1]
     out.asnumpy()
-    return dict(loaded=loaded, seconds=time.perf_counter() - start, **_rss())
+    return dict(loaded=loaded, seconds=time.perf_counter() - start, **proc_rss())
 
 
 def _diffusers(case: str, size: int, frames: int) -> dict:
@@ -101,7 +93,7 @@ def _diffusers(case: str, size: int, frames: int) -> dict:
     net = getattr(diffusers, config.pop("_class_name"))(**config).eval()
     x = {k: torch.from_numpy(v) if hasattr(v, "shape") and v.shape else torch.tensor(float(v))
          for k, v in _inputs(case, size, frames).items()}
-    loaded = _rss()
+    loaded = proc_rss()
     start = time.perf_counter()
     with torch.no_grad():
         if case == "step":
@@ -111,7 +103,7 @@ def _diffusers(case: str, size: int, frames: int) -> dict:
             z = x["latents"]
             for i in range(0, frames, chunk):
                 net.decode(z[i:i + chunk], num_frames=z[i:i + chunk].shape[0]).sample.numpy()
-    return dict(loaded=loaded, seconds=time.perf_counter() - start, **_rss())
+    return dict(loaded=loaded, seconds=time.perf_counter() - start, **proc_rss())
 
 
 def main(argv=None) -> int:
