@@ -144,6 +144,21 @@ def check_blocks(cfg, net: str):
 
 
 
+class PatchTransformerDims:
+    """The derived widths of a patch transformer's config (DiT, PixArt, SD3): mix into its frozen dataclass, which
+    has num_attention_heads, attention_head_dim, in_channels and out_channels."""
+
+    @property
+    def inner_dim(self) -> int:
+        """Token width: heads x head dim."""
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def output_channels(self) -> int:
+        """Output channels (in_channels when out_channels is None, as diffusers; 2x for learned-sigma checkpoints)."""
+        return self.in_channels if self.out_channels is None else self.out_channels
+
+
 def read_patch_transformer_config(cls, d: dict, net: str, norm_type: str, fixed: dict, ignored):
     """read_config for the patch transformers (DiT, PixArt) that diffusers also loads from a legacy
     `Transformer2DModel` config with the given norm_type; ValueError for another norm type, a missing

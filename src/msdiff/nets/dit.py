@@ -17,11 +17,11 @@ from ..blocks.adaln import AdaLNZeroTransformerBlock, modulate
 from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
-from ._config import read_patch_transformer_config
+from ._config import PatchTransformerDims, read_patch_transformer_config
 
 
 @dataclass(frozen=True)
-class DiTConfig:
+class DiTConfig(PatchTransformerDims):
     """The architecture-defining fields of diffusers' DiTTransformer2DModel config (diffusers' defaults: DiT-XL/2)."""
 
     num_attention_heads: int = 16
@@ -36,16 +36,6 @@ class DiTConfig:
     num_embeds_ada_norm: int = 1000
     norm_elementwise_affine: bool = False
     norm_eps: float = 1e-5
-
-    @property
-    def inner_dim(self) -> int:
-        """Token width: heads x head dim."""
-        return self.num_attention_heads * self.attention_head_dim
-
-    @property
-    def output_channels(self) -> int:
-        """Output channels (in_channels when out_channels is None; 2x for learned-sigma checkpoints)."""
-        return self.in_channels if self.out_channels is None else self.out_channels
 
 
 # key -> the values msdiff implements; anything else changes the architecture and is refused. The

@@ -20,11 +20,11 @@ from ..blocks.adaln_single import (AdaLayerNormSingle, PixArtAlphaTextProjection
 from ..blocks.embeddings import batch_timesteps
 from ..blocks.layers import LayerNorm, Linear
 from ..blocks.patch_embed import PatchEmbed, unpatchify
-from ._config import read_patch_transformer_config
+from ._config import PatchTransformerDims, read_patch_transformer_config
 
 
 @dataclass(frozen=True)
-class PixArtConfig:
+class PixArtConfig(PatchTransformerDims):
     """The architecture-defining fields of diffusers' PixArtTransformer2DModel config (defaults: PixArt-XL-2-1024)."""
 
     num_attention_heads: int = 16
@@ -43,16 +43,6 @@ class PixArtConfig:
     interpolation_scale: Optional[float] = None
     use_additional_conditions: Optional[bool] = None
     caption_channels: Optional[int] = None
-
-    @property
-    def inner_dim(self) -> int:
-        """Token width: heads x head dim."""
-        return self.num_attention_heads * self.attention_head_dim
-
-    @property
-    def output_channels(self) -> int:
-        """Output channels (in_channels when out_channels is None; 2x for learned-sigma checkpoints)."""
-        return self.in_channels if self.out_channels is None else self.out_channels
 
     @property
     def additional_conditions(self) -> bool:

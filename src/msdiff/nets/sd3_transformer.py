@@ -18,11 +18,11 @@ from ..blocks.joint_attention import (QK_NORMS, AdaLayerNormContinuous, Combined
                                       CroppedPatchEmbed, JointTransformerBlock)
 from ..blocks.layers import Linear
 from ..blocks.patch_embed import unpatchify
-from ._config import read_config
+from ._config import PatchTransformerDims, read_config
 
 
 @dataclass(frozen=True)
-class SD3TransformerConfig:
+class SD3TransformerConfig(PatchTransformerDims):
     """The fields of diffusers' SD3Transformer2DModel config (defaults: diffusers' own defaults)."""
 
     sample_size: int = 128
@@ -38,16 +38,6 @@ class SD3TransformerConfig:
     pos_embed_max_size: int = 96
     dual_attention_indices: tuple = ()  # diffusers' dual_attention_layers (block indices, 0 allowed)
     qk_norm: Optional[str] = None
-
-    @property
-    def inner_dim(self) -> int:
-        """Token width: heads x head dim."""
-        return self.num_attention_heads * self.attention_head_dim
-
-    @property
-    def output_channels(self) -> int:
-        """out_channels, or in_channels when it is None (as diffusers)."""
-        return self.in_channels if self.out_channels is None else self.out_channels
 
 
 NET = "SD3Transformer2DModel"
