@@ -76,28 +76,20 @@ class SelfAttention(nn.Cell):
         return self.to_out[0](_merge(ops.attention(q, k, v, scale=self.scale)))
 
 
-class JointAttention(nn.Cell):
+class JointAttention(SelfAttention):
     """One softmax over [image tokens | text tokens]: `to_q/k/v` for the image stream, `add_q/k/v_proj` for the
     text stream, `to_out.0` and (unless context_pre_only) `to_add_out` back to each (diffusers' JointAttnProcessor2_0).
     Returns (image output, text output or None)."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_pre_only: bool = False, qk_norm=None,
                  dtype=ms.float32):
-        super().__init__()
+        super().__init__(dim, heads, dim_head, qk_norm, dtype)  # the image stream: to_q/k/v, norm_q/k, to_out
         inner = heads * dim_head
-        self.heads = heads
-        self.scale = dim_head ** -0.5
-        self.to_q = Linear(dim, inner, dtype=dtype)
-        self.to_k = Linear(dim, inner, dtype=dtype)
-        self.to_v = Linear(dim, inner, dtype=dtype)
         self.add_q_proj = Linear(dim, inner, dtype=dtype)
         self.add_k_proj = Linear(dim, inner, dtype=dtype)
         self.add_v_proj = Linear(dim, inner, dtype=dtype)
-        self.norm_q = _qk_norm(qk_norm, dim_head, dtype)
-        self.norm_k = _qk_norm(qk_norm, dim_head, dtype)
         self.norm_added_q = _qk_norm(qk_norm, dim_head, dtype)
         self.norm_added_k = _qk_norm(qk_norm, dim_head, dtype)
-        self.to_out = nn.CellList([Linear(inner, dim, dtype=dtype)])
         self.to_add_out = None if context_pre_only else Linear(inner, dim, dtype=dtype)
 
     def construct(self, x: Float[Tensor, "b n c"], context: Float[Tensor, "b m c"]) -> tuple:
