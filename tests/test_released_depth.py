@@ -17,7 +17,6 @@ recycle itself hang (MindSpore 2.10, CPU).
 """
 import json
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,7 +30,6 @@ from _parity import assert_parity
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "released_depth"
 CASES = json.loads((FIX / "cases.json").read_text())
-_TMP = Path(tempfile.gettempdir()) / "msdiff_released_depth"
 
 
 def _unet(net, sample, timestep, ctx):
@@ -102,22 +100,13 @@ CALLS = {
 }
 
 
-@lru_cache(maxsize=None)
 def checkpoint(name: str) -> Path:
-    """A checkpoint folder for family `name`: its config.json and its seeded weights as safetensors."""
-    import shutil
-
-    from safetensors.numpy import save_file
+    """A checkpoint folder for family `name`: its config.json and its seeded weights (tools/support/video.py)."""
     if str(ROOT / "tools") not in sys.path:
         sys.path.insert(0, str(ROOT / "tools"))
-    from fixtures.video import seeded_weights
+    from support.video import checkpoint as seeded_checkpoint
 
-    keys = json.loads((FIX / name / "keys.json").read_text())
-    _TMP.mkdir(exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=_TMP))
-    shutil.copy(FIX / name / "config.json", out / "config.json")
-    save_file(seeded_weights(keys["shapes"], keys["seed"]), str(out / keys["file"]))
-    return out
+    return seeded_checkpoint(FIX, name)
 
 
 @lru_cache(maxsize=1)  # one family at a time: its two cases run one after the other

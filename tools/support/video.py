@@ -21,7 +21,8 @@ _TMP = Path(tempfile.gettempdir()) / "msdiff_video_checkpoints"
 
 @lru_cache(maxsize=None)
 def checkpoint(fix: Path, name: str) -> Path:
-    """A checkpoint folder for fixture net `name`: its config.json and its seeded weights as safetensors."""
+    """A checkpoint folder for fixture net `name` under `fix`: its config.json and its seeded weights as safetensors
+    (keys.json's "file", default diffusers' file name), in a temporary folder."""
     import shutil
 
     from safetensors.numpy import save_file
@@ -33,7 +34,8 @@ def checkpoint(fix: Path, name: str) -> Path:
     _TMP.mkdir(exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=_TMP))
     shutil.copy(fix / name / "config.json", out / "config.json")
-    save_file(seeded_weights(keys["shapes"], keys["seed"]), str(out / "diffusion_pytorch_model.safetensors"))
+    save_file(seeded_weights(keys["shapes"], keys["seed"]),
+              str(out / keys.get("file", "diffusion_pytorch_model.safetensors")))
     return out
 
 
