@@ -163,8 +163,8 @@ def draw_shifts(noise_src, calls: int, num_reg_steps: int, num_auto_corr_rolls: 
     the recipe's generator (noise_src's seeded numpy PCG64) in diffusers' order: call, round, roll, sample,
     channel, level."""
     highs = np.tile(shift_highs(batch, channels, height), calls * num_reg_steps * num_auto_corr_rolls)
-    rng = noise_src._rng  # the recipe's one generator: the VAE draw came first, as in diffusers
-    return rng.integers(0, highs).astype(np.float32).reshape((calls, -1))
+    # the recipe's one generator: the VAE draw came first, as in diffusers
+    return noise_src.integers(highs).astype(np.float32).reshape((calls, -1))
 
 
 def check_shifts(reg_shifts, calls: int, per_call: int) -> np.ndarray:

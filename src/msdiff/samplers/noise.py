@@ -44,6 +44,11 @@ class NoiseSource:
             raise ValueError(f"noise: draw {i} has shape {value.shape}, the recipe needs {shape}")
         return Tensor(value.astype(np.float32))
 
+    def integers(self, high) -> np.ndarray:
+        """Integers in [0, high) (high: an int or an array of bounds) from this source's generator, after the draws
+        so far (recorded noise replaces only the normal draws)."""
+        return self._rng.integers(0, high)
+
 
 def noise_source(seed: Optional[int] = None, noise=None) -> NoiseSource:
     """`noise` if it already is a NoiseSource, else a NoiseSource over seed / recorded noise / a numpy Generator."""
